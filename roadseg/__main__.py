@@ -1,0 +1,5 @@
+"""``python -m roadseg``."""
+
+from roadseg.cli import run
+
+run()

@@ -1,0 +1,229 @@
+"""The roadseg checkpoint format, and import of the official D-LinkNet ``.th`` files.
+
+A checkpoint is data, never code: it is read with ``torch.load(weights_only=True)`` and
+holds only dicts, lists, numbers, strings and tensors::
+
+    {format, version, arch, arch_kwargs, in_channels, normalization, gsd_m, threshold,
+     meta, state_dict}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from roadseg.errors import CheckpointError
+from roadseg.io.atomic import atomic_path
+from roadseg.models import create_model
+from roadseg.normalization import IMAGENET, OFFICIAL_DLINKNET, Normalization
+
+FORMAT = "roadseg-checkpoint"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a checkpoint says about its model, besides the weights."""
+
+    arch: str
+    arch_kwargs: dict[str, Any]
+    in_channels: int
+    normalization: Normalization
+    gsd_m: float | None = None
+    threshold: float = 0.5
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: str = "roadseg"
+
+
+def build_model(arch: str, **arch_kwargs: Any) -> nn.Module:
+    """``create_model`` that remembers its arguments, so ``save_model`` can record them."""
+    model = create_model(arch, **arch_kwargs)
+    kwargs = {k: v for k, v in arch_kwargs.items() if k != "encoder_weights"}
+    model.roadseg_arch = arch  # type: ignore[assignment]
+    model.roadseg_kwargs = kwargs  # type: ignore[assignment]
+    return model
+
+
+def save_model(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    normalization: Normalization = IMAGENET,
+    gsd_m: float | None = None,
+    threshold: float = 0.5,
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    **meta: Any,
+) -> Path:
+    """Write ``model`` and its metadata to one file, atomically.
+
+    ``arch``/``arch_kwargs`` default to what :func:`build_model` recorded on the model.
+    ``meta`` (training config, metrics, ...) must hold plain data. ``extra`` adds top-level
+    keys (a training run's optimizer state, for instance) that :func:`load_model` ignores.
+    """
+    arch = arch or getattr(model, "roadseg_arch", None)
+    if arch is None:
+        raise CheckpointError("save_model needs arch=...: the model was not built by roadseg")
+    kwargs = dict(arch_kwargs if arch_kwargs is not None else getattr(model, "roadseg_kwargs", {}))
+    kwargs.pop("encoder_weights", None)
+    module = model.module if hasattr(model, "module") else model  # DDP / DataParallel
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": arch,
+        "arch_kwargs": kwargs,
+        "in_channels": int(kwargs.get("in_channels", 3)),
+        "normalization": normalization.to_dict(),
+        "gsd_m": None if gsd_m is None else float(gsd_m),
+        "threshold": float(threshold),
+        "meta": meta,
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+    }
+    if extra:
+        payload.update(extra)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint file as data (``weights_only=True``), with one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' not found; pass --checkpoint PATH to an existing file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes); was the download or copy interrupted?")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle means an unusable file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "it contains Python objects other than tensors and plain data, which are never executed"
+        raise CheckpointError(
+            f"cannot load checkpoint '{path}': {reason[:300]}. Expected a roadseg checkpoint "
+            "or an official D-LinkNet .th state_dict"
+        ) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(
+            f"checkpoint '{path}' holds a {type(data).__name__}; expected a roadseg checkpoint dict "
+            "or a D-LinkNet state_dict"
+        )
+    return data
+
+
+def load_model(
+    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, ModelInfo]:
+    """Load a roadseg checkpoint or an official D-LinkNet ``.th`` file.
+
+    Returns:
+        ``(model, info)`` with the model in eval mode on ``map_location``.
+    """
+    data = read_checkpoint(path)
+    if data.get("format") == FORMAT:
+        info, state = _parse_roadseg(data, path)
+    elif _is_official_dlinknet(data):
+        info, state = _parse_official(data)
+    else:
+        keys = ", ".join(list(data)[:5])
+        raise CheckpointError(
+            f"checkpoint '{path}' is not a roadseg checkpoint nor an official D-LinkNet state_dict "
+            f"(first keys: {keys})"
+        )
+    model = build_model(info.arch, **info.arch_kwargs)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise CheckpointError(
+            f"checkpoint '{path}' does not fit architecture {info.arch}: {' '.join(first[:2])[:300]}"
+        ) from None
+    return model.to(map_location).eval(), info
+
+
+def _parse_roadseg(data: dict[str, Any], path: str | os.PathLike[str]) -> tuple[ModelInfo, dict[str, Any]]:
+    if data.get("version", 0) > VERSION:
+        raise CheckpointError(
+            f"checkpoint '{path}' has format version {data['version']}; this roadseg reads up to "
+            f"{VERSION}: upgrade roadseg"
+        )
+    try:
+        info = ModelInfo(
+            arch=str(data["arch"]),
+            arch_kwargs=dict(data.get("arch_kwargs", {})),
+            in_channels=int(data.get("in_channels", 3)),
+            normalization=Normalization.from_dict(data["normalization"]),
+            gsd_m=data.get("gsd_m"),
+            threshold=float(data.get("threshold", 0.5)),
+            meta=dict(data.get("meta", {})),
+        )
+        return info, data["state_dict"]
+    except KeyError as exc:
+        raise CheckpointError(f"checkpoint '{path}' lacks the key {exc}") from None
+
+
+# --- official D-LinkNet (zlckanata/DeepGlobe-Road-Extraction-Challenge) -------------------
+
+_OFFICIAL_RENAMES = [
+    (r"^firstconv\.", "encoder.conv1."),
+    (r"^firstbn\.", "encoder.bn1."),
+    (r"^encoder(\d)\.", r"encoder.layer\1."),
+    (r"^dblock\.dilate(\d)\.", lambda m: f"center.convs.{int(m.group(1)) - 1}."),
+    (r"^decoder(\d)\.", lambda m: f"decoders.{4 - int(m.group(1))}."),
+    (r"^finaldeconv1\.", "head.0."),
+    (r"^finalconv2\.", "head.2."),
+    (r"^finalconv3\.", "head.4."),
+]
+_BLOCKS_TO_DEPTH = {(2, 2, 2, 2, False): 18, (3, 4, 6, 3, False): 34, (3, 4, 6, 3, True): 50, (3, 4, 23, 3, True): 101}
+
+
+def _strip_module(key: str) -> str:
+    return key[len("module.") :] if key.startswith("module.") else key
+
+
+def _is_official_dlinknet(data: dict[str, Any]) -> bool:
+    keys = {_strip_module(k) for k in data}
+    return "firstconv.weight" in keys and "dblock.dilate1.weight" in keys
+
+
+def _parse_official(data: dict[str, Any]) -> tuple[ModelInfo, dict[str, Any]]:
+    state = {_strip_module(k): v for k, v in data.items()}
+    blocks = []
+    for i in range(1, 5):
+        idx = {int(k.split(".")[1]) for k in state if k.startswith(f"encoder{i}.")}
+        blocks.append(len(idx))
+    bottleneck = "encoder1.0.conv3.weight" in state
+    depth = _BLOCKS_TO_DEPTH.get((*blocks, bottleneck))
+    if depth is None:
+        raise CheckpointError(f"D-LinkNet state_dict with an unknown ResNet layout {blocks}")
+    renamed: dict[str, Any] = {}
+    for key, value in state.items():
+        new = key
+        for pattern, repl in _OFFICIAL_RENAMES:
+            new, n = re.subn(pattern, repl, new)  # type: ignore[arg-type]
+            if n:
+                break
+        renamed[new] = value
+    # Saved by PyTorch 0.2: BatchNorm has no num_batches_tracked buffer yet.
+    for key in [k for k in renamed if k.endswith(".running_mean")]:
+        renamed.setdefault(key.replace(".running_mean", ".num_batches_tracked"), torch.tensor(0))
+    in_channels = int(state["firstconv.weight"].shape[1])
+    classes = int(state["finalconv3.weight"].shape[0])
+    info = ModelInfo(
+        arch=f"dlinknet{depth}",
+        arch_kwargs={"in_channels": in_channels, "classes": classes},
+        in_channels=in_channels,
+        normalization=OFFICIAL_DLINKNET,
+        gsd_m=0.5,  # DeepGlobe imagery
+        threshold=0.5,  # mean of sigmoids > 0.5 == official "sum of 8 TTA views > 4.0"
+        meta={"origin": "official D-LinkNet weights (DeepGlobe 2018)"},
+        source="official-dlinknet",
+    )
+    return info, renamed

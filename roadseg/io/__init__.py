@@ -1,0 +1,1 @@
+"""Raster and file I/O: windowed reading, COG writing, atomic outputs."""

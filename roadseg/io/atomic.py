@@ -1,0 +1,48 @@
+"""Write-to-temp-then-rename, so an interrupted run never leaves a half-written file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from roadseg.errors import InputError
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """Return ``path`` as a Path after checking that its folder exists."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(
+            f"output folder '{parent}' does not exist; create it first or choose another --out path"
+        )
+    if path.is_dir():
+        raise InputError(f"output path '{path}' is a folder; expected a file name")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+
+    The temporary file lives in the same folder (same filesystem, so the rename is
+    atomic) and keeps the target's suffix, because GDAL/OGR choose drivers by it.
+    On any exception, including KeyboardInterrupt, the temporary file is removed.
+    """
+    target = check_output_path(target)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=f".part{target.suffix}", dir=target.parent or "."
+    )
+    os.close(fd)
+    os.unlink(tmp)  # writers (GDAL, OGR, torch) create the file themselves
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        for leftover in (tmp_path, Path(str(tmp_path) + ".aux.xml")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()

@@ -1,0 +1,31 @@
+"""D-LinkNet: LinkNet with a cascaded dilated-conv center (DeepGlobe 2018 road winner)."""
+
+from __future__ import annotations
+
+from roadseg.models.blocks import DilatedCenter
+from roadseg.models.encoders import EncoderWeights
+from roadseg.models.linknet import LinkNet
+
+#: Official dilations: 1..8 for ResNet18/34 ("Dblock"), 1..16 for 50/101 ("Dblock_more_dilate").
+DILATIONS = {
+    "resnet18": (1, 2, 4, 8),
+    "resnet34": (1, 2, 4, 8),
+    "resnet50": (1, 2, 4, 8, 16),
+    "resnet101": (1, 2, 4, 8, 16),
+}
+
+
+def dlinknet(
+    encoder_name: str = "resnet34",
+    *,
+    in_channels: int = 3,
+    classes: int = 1,
+    encoder_weights: EncoderWeights = None,
+) -> LinkNet:
+    """Build D-LinkNet as a LinkNet whose center is :class:`DilatedCenter`."""
+    model = LinkNet(
+        encoder_name, in_channels=in_channels, classes=classes, encoder_weights=encoder_weights
+    )
+    channels = model.encoder.out_channels[-1]
+    model.center = DilatedCenter(channels, DILATIONS[encoder_name])
+    return model

@@ -1,0 +1,123 @@
+"""torchvision ResNet encoders returning multi-scale features.
+
+The module names match torchvision's (``conv1``, ``bn1``, ``layer1``..``layer4``) so a
+torchvision-format ImageNet state_dict loads directly, minus the classifier.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+from roadseg.errors import InputError, WeightsUnavailableError
+
+_RESNETS = {
+    "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
+    "resnet34": (tvm.resnet34, tvm.ResNet34_Weights.IMAGENET1K_V1),
+    "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1),
+    "resnet101": (tvm.resnet101, tvm.ResNet101_Weights.IMAGENET1K_V1),
+}
+
+#: ``encoder_weights`` value: "imagenet", a path to a torchvision state_dict, or None.
+EncoderWeights = str | os.PathLike[str] | None
+
+
+class ResNetEncoder(nn.Module):
+    """ResNet stem + four stages.
+
+    ``forward`` returns ``[stem, e1, e2, e3, e4]`` at strides 2, 4, 8, 16, 32; ``stem`` is
+    taken after conv1/bn1/relu and before the max-pool (U-Net decoders use it, LinkNet does not).
+    """
+
+    def __init__(
+        self, name: str = "resnet34", *, in_channels: int = 3, weights: EncoderWeights = None
+    ) -> None:
+        super().__init__()
+        if name not in _RESNETS:
+            raise InputError(f"unknown encoder '{name}'; expected one of {sorted(_RESNETS)}")
+        builder, _ = _RESNETS[name]
+        net = builder(weights=None)
+        self.name = name
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
+        )
+        expansion = 4 if name in ("resnet50", "resnet101") else 1
+        self.out_channels = (64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion)
+        if weights is not None:
+            self.load_state_dict(_encoder_state_dict(name, weights))
+        if in_channels != 3:
+            self.conv1 = _adapt_first_conv(self.conv1, in_channels, pretrained=weights is not None)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # noqa: D102
+        stem = self.relu(self.bn1(self.conv1(x)))
+        e1 = self.layer1(self.maxpool(stem))
+        e2 = self.layer2(e1)
+        e3 = self.layer3(e2)
+        e4 = self.layer4(e3)
+        return [stem, e1, e2, e3, e4]
+
+
+def _encoder_state_dict(name: str, weights: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Fetch ImageNet weights through torchvision's API, or read a local torchvision file."""
+    _, tv_weights = _RESNETS[name]
+    if str(weights) == "imagenet":
+        try:
+            state = tv_weights.get_state_dict(progress=False)
+        except (urllib.error.URLError, OSError, RuntimeError) as exc:
+            filename = Path(tv_weights.url).name
+            cache = Path(torch.hub.get_dir()) / "checkpoints" / filename
+            raise WeightsUnavailableError(
+                f"could not download ImageNet weights for {name} ({filename}): {exc}. "
+                f"Offline? Copy that file to {cache}, or pass encoder_weights=/path/to/{filename} "
+                "(config key model.encoder_weights), or use encoder_weights=None to start from scratch"
+            ) from None
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise InputError(
+                f"encoder weights file '{path}' not found; expected 'imagenet', None or a "
+                "path to a torchvision ResNet state_dict (.pth)"
+            )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a user-file problem
+            raise InputError(f"cannot read encoder weights '{path}': {exc}") from None
+        if not isinstance(state, dict):
+            raise InputError(f"encoder weights '{path}' hold a {type(state).__name__}, not a state_dict")
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def _adapt_first_conv(conv: nn.Conv2d, in_channels: int, *, pretrained: bool) -> nn.Conv2d:
+    """Replace the RGB first conv by one taking ``in_channels``.
+
+    With pretrained weights: one channel gets the sum of the RGB kernels; otherwise channel i
+    copies RGB kernel i % 3, scaled by 3 / in_channels so the activation scale is unchanged.
+    """
+    if in_channels < 1:
+        raise InputError(f"in_channels must be >= 1, got {in_channels}")
+    new = nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,  # type: ignore[arg-type]
+        stride=conv.stride,  # type: ignore[arg-type]
+        padding=conv.padding,  # type: ignore[arg-type]
+        bias=conv.bias is not None,
+    )
+    if pretrained:
+        with torch.no_grad():
+            w = conv.weight
+            if in_channels == 1:
+                new.weight.copy_(w.sum(dim=1, keepdim=True))
+            else:
+                idx = torch.arange(in_channels) % 3
+                new.weight.copy_(w[:, idx] * (3.0 / in_channels))
+    return new

@@ -1,0 +1,72 @@
+"""Name -> builder registry; ``create_model`` is the one public way to build a model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from torch import nn
+
+from roadseg.errors import InputError
+from roadseg.models.dlinknet import dlinknet
+from roadseg.models.linknet import LinkNet
+from roadseg.models.unet import ResUNet, UNet
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+def register(name: str, builder: Callable[..., nn.Module], description: str) -> None:
+    """Add a builder; a second registration under the same name is a programming error."""
+    if name in _REGISTRY:
+        raise ValueError(f"model '{name}' is already registered")
+    _REGISTRY[name] = builder
+    _DESCRIPTIONS[name] = description
+
+
+for _depth in (18, 34, 50, 101):
+    register(
+        f"dlinknet{_depth}",
+        partial(dlinknet, f"resnet{_depth}"),
+        f"D-LinkNet, ResNet{_depth} encoder, dilated center (DeepGlobe 2018 winner)",
+    )
+    register(
+        f"linknet{_depth}",
+        partial(LinkNet, f"resnet{_depth}"),
+        f"LinkNet, ResNet{_depth} encoder (D-LinkNet without its center)",
+    )
+register("unet", UNet, "classic U-Net, kwargs depth (4) and base_channels (64), trained from scratch")
+register("resunet34", partial(ResUNet, "resnet34"), "U-Net decoder on a ResNet34 encoder (SpaceNet-3 winners)")
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def describe_model(name: str) -> str:
+    """One-line description of a registered model."""
+    return _DESCRIPTIONS[name]
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model; it returns logits.
+
+    Args:
+        name: one of :func:`list_models`.
+        **kwargs: ``in_channels`` (3), ``classes`` (1), ``encoder_weights`` (None,
+            ``"imagenet"`` through torchvision's weights API, or a path to a torchvision
+            state_dict) for ResNet-based models; ``depth``/``base_channels`` for ``unet``.
+    """
+    if name not in _REGISTRY:
+        raise InputError(f"unknown model '{name}'; valid names: {', '.join(list_models())}")
+    try:
+        return _REGISTRY[name](**kwargs)
+    except TypeError as exc:
+        raise InputError(f"bad arguments for model '{name}': {exc}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (trainable or not)."""
+    return sum(p.numel() for p in model.parameters())

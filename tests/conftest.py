@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny synthetic georeferenced rasters and tiny checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not SHARED.is_dir():
+    SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+UTM_TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0)
+
+
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    *,
+    crs: str | None = "EPSG:32633",
+    transform: Affine = UTM_TRANSFORM,
+    nodata: float | None = None,
+) -> Path:
+    """Write ``(bands, H, W)`` or ``(H, W)`` data as a GeoTIFF."""
+    if data.ndim == 2:
+        data = data[None]
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": data.shape[0],
+        "dtype": str(data.dtype),
+        "transform": transform,
+    }
+    if crs is not None:
+        profile["crs"] = crs
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+def road_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A uint8 RGB scene with bright straight 'roads' on textured ground."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(40, 90, size=(3, height, width), dtype=np.uint8)
+    img[:, height // 3 : height // 3 + 4, :] = 220
+    img[:, :, width // 2 : width // 2 + 4] = 220
+    return img
+
+
+@pytest.fixture
+def scene_path(tmp_path: Path) -> Path:
+    return write_raster(tmp_path / "scene.tif", road_image(150, 230))
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    """A fast 'unet' (depth 1, 4 channels) checkpoint with random weights."""
+    from roadseg import create_model, save_model
+
+    torch.manual_seed(0)
+    model = create_model("unet", depth=1, base_channels=4)
+    return save_model(model, tmp_path / "tiny.pt", gsd_m=None, threshold=0.5, note="test")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not present (a user's clone has no shared/)")
+    return SHARED

@@ -1,0 +1,183 @@
+"""The ``roadseg`` command line: parses arguments, calls one tool function, prints, exits.
+
+Exit codes: 0 success, 2 bad input or usage, 1 any other failure, 130 interrupted.
+Messages and progress go to stderr; results (tables, JSON) to stdout.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+try:  # recent typer vendors click as typer._click; older releases use click itself
+    from typer._click.exceptions import ClickException  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import ClickException
+
+from roadseg.errors import InputError, RoadsegError
+
+app = typer.Typer(
+    name="roadseg",
+    help="Road extraction from satellite and aerial imagery: predict, vectorize, train, evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_STATE = {"verbose": False}
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More messages; tracebacks on errors.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bar.")]
+
+
+def _setup(verbose: bool, quiet: bool) -> None:
+    _STATE["verbose"] = verbose
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("rasterio").setLevel(logging.WARNING if verbose else logging.ERROR)
+    if quiet:
+        warnings.simplefilter("ignore")
+    else:
+        warnings.showwarning = _show_warning
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _echo(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+@app.command("models")
+def models_cmd(verbose: Verbose = False, quiet: Quiet = False) -> None:
+    """List the model architectures with their parameter counts."""
+    _setup(verbose, quiet)
+    from roadseg.models import count_parameters, create_model, describe_model, list_models
+
+    typer.echo(f"{'name':<13} {'params':>9}  description")
+    for name in list_models():
+        n = count_parameters(create_model(name))
+        typer.echo(f"{name:<13} {n / 1e6:>8.2f}M  {describe_model(name)}")
+
+
+@app.command("info")
+def info_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A roadseg checkpoint or official D-LinkNet .th file.")],
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Print what a checkpoint holds."""
+    _setup(verbose, quiet)
+    from roadseg.checkpoint import load_model
+    from roadseg.models import count_parameters
+
+    model, info = load_model(checkpoint)
+    rows = [
+        ("file", str(checkpoint)),
+        ("source", info.source),
+        ("architecture", info.arch),
+        ("arch kwargs", str(info.arch_kwargs)),
+        ("parameters", f"{count_parameters(model):,}"),
+        ("input channels", str(info.in_channels)),
+        ("normalization", info.normalization.describe()),
+        ("training GSD", "unknown" if info.gsd_m is None else f"{info.gsd_m:g} m"),
+        ("threshold", f"{info.threshold:g}"),
+    ]
+    rows += [(f"meta.{k}", _short(v)) for k, v in info.meta.items()]
+    for key, value in rows:
+        typer.echo(f"{key:<16} {value}")
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+@app.command("predict")
+def predict_cmd(
+    scene: Annotated[Path, typer.Argument(help="Input raster (GeoTIFF, COG, VRT, JPEG, PNG), any size.")],
+    out: Annotated[Path | None, typer.Option(help="Road centerlines: .geojson (EPSG:4326) or .gpkg.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (roadseg or official D-LinkNet .th).")] = None,
+    prob_out: Annotated[Path | None, typer.Option(help="Probability raster (COG).")] = None,
+    mask_out: Annotated[Path | None, typer.Option(help="Binary road mask raster 0/1 (COG).")] = None,
+    tta: Annotated[str, typer.Option(help="Test-time augmentation: none, flip (4 views), d4 (8 views).")] = "d4",
+    tile_size: Annotated[int, typer.Option(help="Window side in pixels (multiple of 32).")] = 1024,
+    overlap: Annotated[int, typer.Option(help="Overlap between windows in pixels (<= tile size / 2).")] = 128,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per batch (each x TTA views).")] = 4,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    bands: Annotated[str | None, typer.Option(help="1-based bands to read, e.g. 3,2,1 (default: first 3).")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Road probability threshold (default: checkpoint's).")] = None,
+    gsd: Annotated[str, typer.Option(help="auto (resample to the model's GSD), native, or metres.")] = "auto",
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (default: on for CUDA).")] = None,
+    prob_dtype: Annotated[str, typer.Option(help="uint8 (0-255) or float32 (0-1).")] = "uint8",
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Predict roads on a scene: probability and mask rasters, and road vectors with --out."""
+    _setup(verbose, quiet)
+    from roadseg.inference.predict import PredictOptions, predict_raster
+    from roadseg.io.raster import parse_bands
+
+    if out is not None:
+        raise InputError("--out (road vectors) is not available yet; use --prob-out / --mask-out")
+    opts = PredictOptions(
+        tta=tta,
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        bands=parse_bands(bands),
+        threshold=threshold,
+        gsd=gsd,
+        amp=amp,
+        prob_dtype=prob_dtype,
+        progress=not quiet,
+    )
+    result = predict_raster(scene, checkpoint=checkpoint, prob_out=prob_out, mask_out=mask_out, options=opts)
+    if not quiet:
+        for p in (result.prob_path, result.mask_path):
+            if p is not None:
+                _echo(f"wrote {p}")
+        _echo(
+            f"{result.megapixels:.2f} Mpx in {result.seconds:.1f} s ({result.mpx_per_s:.2f} Mpx/s, "
+            f"{result.tiles} tiles, threshold {result.threshold:g}"
+            + (f", resampled to {result.model_gsd_m:g} m" if result.resampled else "")
+            + ")"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and map errors to one-line messages and exit codes."""
+    try:
+        rv = app(args=argv, prog_name="roadseg", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except ClickException as exc:
+        exc.show()
+        return int(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        print("interrupted; no partial output was left behind", file=sys.stderr)
+        return 130
+    except RoadsegError as exc:
+        if _STATE["verbose"]:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InputError) else 1
+    except Exception as exc:  # noqa: BLE001 - last resort: one line unless -v
+        if _STATE["verbose"]:
+            traceback.print_exc()
+        print(f"error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
+        return 1
+
+
+def run() -> None:
+    """Console-script wrapper."""
+    sys.exit(main())

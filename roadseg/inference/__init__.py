@@ -1,0 +1,1 @@
+"""Tiled inference: window plan, test-time augmentation, stitching, the predict tool."""

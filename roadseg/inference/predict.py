@@ -1,0 +1,399 @@
+"""The predict tool: a raster of any size in, probability and mask rasters out.
+
+Windows are read on a background thread, normalized on the device, run through the model
+with TTA in batches, blended into row strips and streamed to Cloud-Optimized GeoTIFFs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+from affine import Affine
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from torch import nn
+from tqdm import tqdm
+
+from roadseg.checkpoint import ModelInfo, load_model
+from roadseg.errors import InputError
+from roadseg.inference.stitch import StripStitcher
+from roadseg.inference.tiling import TileGrid, check_tiling, plan_tiles
+from roadseg.inference.tta import predict_tta, views
+from roadseg.io.atomic import check_output_path
+from roadseg.io.raster import SceneReader, StripWriter, open_raster, pixel_size_m, select_bands, valid_mask
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TILE = 1024
+DEFAULT_OVERLAP = 128
+#: Resample when the scene's GSD differs from the model's by more than this fraction.
+GSD_TOLERANCE = 0.10
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Everything ``roadseg predict`` can be told, with its defaults."""
+
+    tta: str = "d4"
+    tile_size: int = DEFAULT_TILE
+    overlap: int = DEFAULT_OVERLAP
+    batch_size: int = 4
+    device: str = "auto"
+    bands: tuple[int, ...] | None = None
+    threshold: float | None = None  # None: the checkpoint's
+    gsd: str = "auto"  # auto | native | metres
+    amp: bool | None = None  # None: on for CUDA
+    prob_dtype: str = "uint8"
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """What a predict run wrote and how fast it went."""
+
+    prob_path: Path | None
+    mask_path: Path | None
+    seconds: float
+    megapixels: float
+    tiles: int
+    threshold: float
+    model_gsd_m: float | None
+    scene_gsd_m: float | None
+    resampled: bool
+
+    @property
+    def mpx_per_s(self) -> float:  # noqa: D102
+        return self.megapixels / max(self.seconds, 1e-9)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; explicit names are checked."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device must be auto, cpu, cuda, cuda:N or mps; got '{name}'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return device
+
+
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move to the device in eval mode; channels_last and cudnn autotuning on CUDA."""
+    model = model.to(device).eval()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        model = model.to(memory_format=torch.channels_last)
+    elif device.type == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    return model
+
+
+def autocast_context(device: torch.device, amp: bool | None) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast where supported, else fp16, on CUDA by default; nothing elsewhere."""
+    if amp is None:
+        amp = device.type == "cuda"
+    if not amp:
+        return contextlib.nullcontext()
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        dtype = torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _batches(reader: SceneReader, grid: TileGrid, batch_size: int) -> Iterator[list[tuple[int, int, np.ndarray]]]:
+    batch = []
+    for i, r in enumerate(grid.rows):
+        for j, c in enumerate(grid.cols):
+            batch.append((i, j, reader.read(r, c, grid.tile)))
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _background(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Run an iterator on a thread, ``depth`` items ahead, so the device never waits on disk."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=work, daemon=True, name="roadseg-reader")
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def infer_scene(
+    ds: Any,
+    model: nn.Module,
+    info: ModelInfo,
+    bands: tuple[int, ...],
+    sink: Callable[[int, np.ndarray], None],
+    opts: PredictOptions,
+    device: torch.device,
+) -> int:
+    """Run tiled TTA inference over ``ds``; ``sink`` receives probability row strips."""
+    divisor = int(getattr(model, "size_divisor", 32))
+    check_tiling(opts.tile_size, opts.overlap, divisor)
+    grid = plan_tiles(ds.height, ds.width, opts.tile_size, opts.overlap)
+    reader = SceneReader(ds, bands)
+    stitcher = StripStitcher(grid, sink)
+    n_views = len(views(opts.tta))
+    non_blocking = device.type == "cuda"
+    bar = tqdm(
+        total=len(grid), unit="tile", disable=not opts.progress, desc="predict", leave=False, dynamic_ncols=True
+    )
+    start = time.perf_counter()
+    tile_px = opts.tile_size**2
+    with torch.inference_mode(), autocast_context(device, opts.amp):
+        for batch in _background(_batches(reader, grid, opts.batch_size)):
+            x = torch.from_numpy(np.stack([t for _, _, t in batch]))
+            if non_blocking:
+                x = x.pin_memory()
+            x = x.to(device, non_blocking=non_blocking)
+            x = info.normalization.apply(x)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            probs = predict_tta(model, x, opts.tta)[:, 0].float().cpu().numpy()
+            for (i, j, _), p in zip(batch, probs, strict=True):
+                stitcher.add(i, j, p)
+            bar.update(len(batch))
+            elapsed = time.perf_counter() - start
+            bar.set_postfix_str(f"{bar.n * tile_px / 1e6 / max(elapsed, 1e-9):.2f} Mpx/s x{n_views} views")
+    stitcher.finish()
+    bar.close()
+    return len(grid)
+
+
+def _needs_mask(ds: Any) -> bool:
+    return any(MaskFlags.all_valid not in flags for flags in ds.mask_flag_enums)
+
+
+def predict_raster(
+    scene: str | os.PathLike[str],
+    *,
+    checkpoint: str | os.PathLike[str] | None,
+    prob_out: str | os.PathLike[str] | None = None,
+    mask_out: str | os.PathLike[str] | None = None,
+    options: PredictOptions | None = None,
+    model_and_info: tuple[nn.Module, ModelInfo] | None = None,
+) -> PredictResult:
+    """Predict road probability (and a thresholded mask) for a whole scene.
+
+    Outputs lie on the scene's own grid (CRS, transform, size), as COGs; nodata pixels get
+    probability 0 and are marked in the outputs' mask band. Pass ``model_and_info`` to reuse
+    a loaded model instead of ``checkpoint``.
+    """
+    opts = options or PredictOptions()
+    if prob_out is None and mask_out is None:
+        raise InputError("nothing to write: give --prob-out, --mask-out or --out")
+    outs = [check_output_path(p) for p in (prob_out, mask_out) if p is not None]
+    if opts.prob_dtype not in ("uint8", "float32"):
+        raise InputError(f"--prob-dtype must be uint8 or float32, got '{opts.prob_dtype}'")
+    views(opts.tta)  # validate early
+    device = resolve_device(opts.device)
+    if model_and_info is None:
+        if checkpoint is None:
+            raise InputError("no model: pass --checkpoint PATH (a roadseg checkpoint or official D-LinkNet .th)")
+        model, info = load_model(checkpoint)
+    else:
+        model, info = model_and_info
+    model = prepare_model(model, device)
+    threshold = info.threshold if opts.threshold is None else opts.threshold
+    if not 0 < threshold < 1:
+        raise InputError(f"--threshold must be between 0 and 1, got {threshold}")
+
+    src = open_raster(scene)
+    with src:
+        if src.crs is None:
+            warnings.warn(
+                f"'{scene}' has no CRS: outputs are in pixel coordinates and cannot be placed on a map",
+                stacklevel=2,
+            )
+        bands = select_bands(src.count, opts.bands, info.in_channels, str(scene))
+        scene_gsd = pixel_size_m(src)
+        target_gsd = _target_gsd(opts.gsd, info.gsd_m, scene_gsd)
+        writers = _open_writers(src, prob_out, mask_out, opts.prob_dtype, with_mask=_needs_mask(src))
+        try:
+            start = time.perf_counter()
+            final_sink = _final_sink(src, writers, threshold, opts.prob_dtype)
+            if target_gsd is None:
+                tiles = infer_scene(src, model, info, bands, final_sink, opts, device)
+            else:
+                tiles = _infer_resampled(src, target_gsd, model, info, bands, final_sink, opts, device, outs[0])
+            paths = {k: w.close() for k, w in writers.items()}
+            seconds = time.perf_counter() - start
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
+    return PredictResult(
+        prob_path=paths.get("prob"),
+        mask_path=paths.get("mask"),
+        seconds=seconds,
+        megapixels=src.width * src.height / 1e6,
+        tiles=tiles,
+        threshold=threshold,
+        model_gsd_m=info.gsd_m,
+        scene_gsd_m=scene_gsd,
+        resampled=target_gsd is not None,
+    )
+
+
+def _target_gsd(mode: str, model_gsd: float | None, scene_gsd: float | None) -> float | None:
+    """GSD (m) the model should see, or None to run on the native grid."""
+    if mode == "native":
+        return None
+    if mode != "auto":
+        try:
+            value = float(mode)
+        except ValueError:
+            raise InputError(f"--gsd must be auto, native or a pixel size in metres; got '{mode}'") from None
+        if value <= 0:
+            raise InputError(f"--gsd must be positive, got {value}")
+        if scene_gsd is None:
+            raise InputError("--gsd METRES needs a scene with a CRS (its pixel size is unknown otherwise)")
+        return value
+    if model_gsd is None or scene_gsd is None:
+        return None
+    if abs(scene_gsd - model_gsd) / model_gsd <= GSD_TOLERANCE:
+        return None
+    log.info("scene GSD %.3f m differs from the model's %.3f m: resampling", scene_gsd, model_gsd)
+    return model_gsd
+
+
+def _open_writers(
+    src: Any, prob_out: Any, mask_out: Any, prob_dtype: str, *, with_mask: bool
+) -> dict[str, StripWriter]:
+    common = {"width": src.width, "height": src.height, "crs": src.crs, "transform": src.transform}
+    writers: dict[str, StripWriter] = {}
+    try:
+        if prob_out is not None:
+            writers["prob"] = StripWriter(prob_out, dtype=prob_dtype, with_mask=with_mask, **common)
+        if mask_out is not None:
+            writers["mask"] = StripWriter(mask_out, dtype="uint8", with_mask=with_mask, **common)
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    return writers
+
+
+def _final_sink(
+    src: Any, writers: dict[str, StripWriter], threshold: float, prob_dtype: str
+) -> Callable[[int, np.ndarray], None]:
+    """Mask nodata, quantize and write strips on the scene's grid."""
+    mask_ds = rasterio.open(src.name) if _needs_mask(src) else None  # own handle: the reader owns src
+
+    def sink(row0: int, probs: np.ndarray) -> None:
+        valid = None
+        if mask_ds is not None:
+            valid = valid_mask(mask_ds, Window(0, row0, src.width, probs.shape[0]))
+            probs = np.where(valid, probs, 0.0)
+        if "prob" in writers:
+            out = probs.astype(np.float32) if prob_dtype == "float32" else np.rint(probs * 255).astype(np.uint8)
+            writers["prob"].write(out, valid)
+        if "mask" in writers:
+            writers["mask"].write((probs >= threshold).astype(np.uint8), valid)
+        if mask_ds is not None and row0 + probs.shape[0] >= src.height:
+            mask_ds.close()
+
+    return sink
+
+
+def _infer_resampled(
+    src: Any,
+    target_gsd: float,
+    model: nn.Module,
+    info: ModelInfo,
+    bands: tuple[int, ...],
+    final_sink: Callable[[int, np.ndarray], None],
+    opts: PredictOptions,
+    device: torch.device,
+    out_hint: Path,
+) -> int:
+    """Infer on a grid resampled to ``target_gsd``, then warp probabilities back to the scene grid.
+
+    Both steps stream through GDAL warped VRTs, so memory stays bounded.
+    """
+    scene_gsd = pixel_size_m(src)
+    assert scene_gsd is not None
+    factor = scene_gsd / target_gsd  # model pixels per scene pixel
+    width, height = max(1, round(src.width * factor)), max(1, round(src.height * factor))
+    transform = src.transform @ Affine.scale(src.width / width, src.height / height)
+    with tempfile.TemporaryDirectory(dir=out_hint.parent, prefix=".roadseg-") as tmp:
+        stage = Path(tmp) / "model_grid.tif"
+        profile = {
+            "driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "float32",
+            "crs": src.crs, "transform": transform, "tiled": True, "compress": "deflate",
+            "BIGTIFF": "IF_SAFER",
+        }  # fmt: skip
+        with (
+            WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height,
+                      resampling=Resampling.bilinear) as vrt,
+            rasterio.open(stage, "w", **profile) as dst,
+        ):  # fmt: skip
+
+            def stage_sink(row0: int, probs: np.ndarray) -> None:
+                dst.write(probs.astype(np.float32), 1, window=Window(0, row0, width, probs.shape[0]))
+
+            tiles = infer_scene(vrt, model, info, bands, stage_sink, opts, device)
+        with (
+            rasterio.open(stage) as staged,
+            WarpedVRT(staged, crs=src.crs, transform=src.transform, width=src.width, height=src.height,
+                      resampling=Resampling.bilinear) as back,
+        ):  # fmt: skip
+            step = StripWriter.BLOCK
+            for row0 in range(0, src.height, step):
+                n = min(step, src.height - row0)
+                final_sink(row0, back.read(1, window=Window(0, row0, src.width, n)))
+    return tiles

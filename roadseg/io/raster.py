@@ -1,0 +1,292 @@
+"""Raster input and output with bounded memory.
+
+Input: open and validate a scene, choose bands, scale to 8-bit (percentile stretch from a
+decimated read), read any window with reflect padding past the edges, nodata masks.
+Output: rows written strip by strip into a tiled GeoTIFF, then copied to a Cloud-Optimized
+GeoTIFF under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.shutil import copy as rio_copy
+from rasterio.windows import Window
+
+from roadseg.errors import InputError
+from roadseg.io.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+#: Longest side of the decimated read used for percentile statistics.
+STATS_SIZE = 1024
+
+
+def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
+    """Open a raster for reading, turning every failure into one clear line."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input raster '{path}' not found; check the path")
+    if path.is_dir():
+        raise InputError(f"input '{path}' is a folder; expected a raster file (GeoTIFF, COG, VRT, JPEG, PNG)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(path)
+    except RasterioIOError as exc:
+        raise InputError(
+            f"'{path}' is not a raster GDAL can read ({str(exc).splitlines()[0][:200]}); "
+            "expected a GeoTIFF, COG, VRT, JPEG or PNG"
+        ) from None
+    if ds.width == 0 or ds.height == 0 or ds.count == 0:
+        ds.close()
+        raise InputError(f"raster '{path}' is empty ({ds.width}x{ds.height}, {ds.count} bands)")
+    return ds
+
+
+def parse_bands(text: str | None) -> tuple[int, ...] | None:
+    """Parse ``"1,2,3"`` into 1-based band indexes."""
+    if text is None or not text.strip():
+        return None
+    try:
+        bands = tuple(int(b) for b in text.replace(" ", "").split(","))
+    except ValueError:
+        raise InputError(f"--bands must be comma-separated band numbers like 1,2,3; got '{text}'") from None
+    return bands
+
+
+def select_bands(count: int, bands: Sequence[int] | None, needed: int, name: str) -> tuple[int, ...]:
+    """Choose the 1-based bands to read for a model taking ``needed`` channels.
+
+    Default: the first ``needed`` bands. A single-band scene feeding an RGB model is repeated
+    to three bands with a warning (panchromatic imagery).
+    """
+    if bands is not None:
+        bad = [b for b in bands if not 1 <= b <= count]
+        if bad:
+            raise InputError(f"band(s) {bad} out of range: '{name}' has bands 1..{count}")
+        if len(bands) == 1 and needed == 3:
+            warnings.warn(f"'{name}': one band selected; repeating it to 3 channels", stacklevel=2)
+            return (bands[0],) * 3
+        if len(bands) != needed:
+            raise InputError(f"--bands lists {len(bands)} band(s) but the model takes {needed} channels")
+        return tuple(bands)
+    if count >= needed:
+        return tuple(range(1, needed + 1))
+    if count == 1 and needed == 3:
+        warnings.warn(
+            f"'{name}' has a single band (panchromatic?); repeating it to 3 channels for an RGB model",
+            stacklevel=2,
+        )
+        return (1, 1, 1)
+    raise InputError(
+        f"'{name}' has {count} band(s) but the model takes {needed}; pass --bands to choose them"
+    )
+
+
+def pixel_size_m(ds: Any) -> float | None:
+    """Ground sample distance in metres (mean of x and y), or None without a CRS.
+
+    Geographic CRSs are measured on the ellipsoid at the scene centre.
+    """
+    if ds.crs is None:
+        return None
+    t = ds.transform
+    if ds.crs.is_geographic:
+        from pyproj import Geod
+
+        geod = Geod(ellps="WGS84")
+        cx, cy = t * (ds.width / 2, ds.height / 2)
+        x1, y1 = t * (ds.width / 2 + 1, ds.height / 2)
+        x2, y2 = t * (ds.width / 2, ds.height / 2 + 1)
+        dx = geod.inv(cx, cy, x1, y1)[2]
+        dy = geod.inv(cx, cy, x2, y2)[2]
+        return float((dx + dy) / 2)
+    unit = ds.crs.linear_units_factor[1] if ds.crs.linear_units_factor else 1.0
+    sx = math.hypot(t.a, t.d) * unit
+    sy = math.hypot(t.b, t.e) * unit
+    return float((sx + sy) / 2)
+
+
+def valid_mask(ds: Any, window: Window) -> np.ndarray:
+    """Boolean mask of valid pixels (nodata value, alpha band or mask band all honoured)."""
+    return ds.dataset_mask(window=window) > 0
+
+
+class SceneReader:
+    """Reads windows of selected bands as uint8, with reflect padding beyond the edges.
+
+    16-bit and float bands are stretched to 0..255 between their 2nd and 98th percentiles,
+    computed once per scene on a decimated read that leaves nodata out.
+    """
+
+    def __init__(self, ds: Any, bands: Sequence[int]) -> None:
+        self.ds = ds
+        self.bands = tuple(bands)
+        self.unique = sorted(set(self.bands))
+        self.index = [self.unique.index(b) for b in self.bands]
+        self.height, self.width = ds.height, ds.width
+        dtype = np.dtype(ds.dtypes[self.bands[0] - 1])
+        self.stretch = None if dtype == np.uint8 else self._percentiles()
+
+    def _percentiles(self) -> np.ndarray:
+        factor = max(1.0, max(self.height, self.width) / STATS_SIZE)
+        shape = (max(1, round(self.height / factor)), max(1, round(self.width / factor)))
+        data = self.ds.read(self.unique, out_shape=(len(self.unique), *shape), resampling=Resampling.nearest)
+        mask = self.ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+        lohi = np.zeros((len(self.unique), 2), dtype=np.float64)
+        for i, band in enumerate(data):
+            values = band[mask & np.isfinite(band)]
+            if values.size == 0:
+                raise InputError("the scene has no valid (non-nodata) pixels")
+            lo, hi = np.percentile(values, [2, 98])
+            lohi[i] = (lo, hi if hi > lo else lo + 1)
+        log.info("percentile stretch (2-98%%) per band: %s", lohi.tolist())
+        return lohi
+
+    def to_uint8(self, data: np.ndarray) -> np.ndarray:
+        """Scale raw band values (unique bands first axis) to uint8."""
+        if self.stretch is None:
+            return data
+        lo = self.stretch[:, 0, None, None]
+        hi = self.stretch[:, 1, None, None]
+        scaled = (data.astype(np.float32) - lo) / (hi - lo) * 255.0
+        return np.nan_to_num(np.clip(scaled, 0, 255), nan=0).astype(np.uint8)
+
+    def read(self, row: int, col: int, size: int) -> np.ndarray:
+        """Read a ``size`` x ``size`` window at (row, col), which may lie partly outside.
+
+        Pixels outside the scene mirror those inside (numpy "reflect", repeated as needed), so
+        every tile is full size whatever the scene size. Returns ``(C, size, size)`` uint8.
+        """
+        rows = reflect_index(np.arange(row, row + size), self.height)
+        cols = reflect_index(np.arange(col, col + size), self.width)
+        r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        data = self.ds.read(self.unique, window=Window(c0, r0, c1 - c0, r1 - r0))
+        data = data[:, rows - r0][:, :, cols - c0]
+        return self.to_uint8(data)[self.index]
+
+
+def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
+    """Map any integer positions onto 0..n-1 by mirror reflection without repeating the edge."""
+    if n == 1:
+        return np.zeros_like(idx)
+    period = 2 * (n - 1)
+    idx = np.mod(idx, period)
+    return np.where(idx >= n, period - idx, idx)
+
+
+class StripWriter:
+    """Writes full-width row strips of a single-band raster, then publishes it as a COG.
+
+    Rows go to a tiled, DEFLATE-compressed GeoTIFF in the target's folder; :meth:`close`
+    copies it to a Cloud-Optimized GeoTIFF (GDAL's COG driver streams it) under a temporary
+    name and renames that onto the target. Strips are buffered up to whole block rows so no
+    compressed block is written twice.
+    """
+
+    BLOCK = 512
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        width: int,
+        height: int,
+        dtype: str,
+        crs: Any,
+        transform: Any,
+        with_mask: bool,
+    ) -> None:
+        self.path = Path(path)
+        self._atomic = atomic_path(self.path)
+        self._final_tmp = self._atomic.__enter__()
+        self._stage = self._final_tmp.with_name(self._final_tmp.name + ".stage.tif")
+        self.width, self.height, self.with_mask = width, height, with_mask
+        profile = {
+            "driver": "GTiff",
+            "width": width,
+            "height": height,
+            "count": 1,
+            "dtype": dtype,
+            "crs": crs,
+            "transform": transform,
+            "tiled": True,
+            "blockxsize": self.BLOCK,
+            "blockysize": self.BLOCK,
+            "compress": "deflate",
+            "BIGTIFF": "IF_SAFER",
+        }
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self._ds = rasterio.open(self._stage, "w", **profile)
+        self._pending: list[np.ndarray] = []
+        self._pending_mask: list[np.ndarray] = []
+        self._row = 0  # first row not yet written
+
+    def write(self, data: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Append the next rows (``(rows, width)``); ``mask`` marks valid pixels."""
+        self._pending.append(data)
+        if self.with_mask:
+            self._pending_mask.append(np.ones_like(data, bool) if mask is None else mask)
+        rows = sum(p.shape[0] for p in self._pending)
+        if rows >= self.BLOCK or self._row + rows >= self.height:
+            self._flush(final=self._row + rows >= self.height)
+
+    def _flush(self, final: bool) -> None:
+        data = np.concatenate(self._pending)
+        n = data.shape[0] if final else (data.shape[0] // self.BLOCK) * self.BLOCK
+        window = Window(0, self._row, self.width, n)
+        self._ds.write(data[:n], 1, window=window)
+        self._pending = [data[n:]] if n < data.shape[0] else []
+        if self.with_mask:
+            mask = np.concatenate(self._pending_mask)
+            self._ds.write_mask(mask[:n].astype(np.uint8) * 255, window=window)
+            self._pending_mask = [mask[n:]] if n < mask.shape[0] else []
+        self._row += n
+
+    def close(self) -> Path:
+        """Finish the file and publish it at its target path."""
+        try:
+            if self._row != self.height:
+                raise RuntimeError(f"wrote {self._row} of {self.height} rows")
+            self._ds.close()
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                rio_copy(
+                    self._stage,
+                    self._final_tmp,
+                    driver="COG",
+                    compress="DEFLATE",
+                    blocksize=self.BLOCK,
+                    overview_resampling="average",
+                    BIGTIFF="IF_SAFER",
+                )
+            self._atomic.__exit__(None, None, None)
+        except BaseException as exc:
+            self.abort(exc)
+            raise
+        finally:
+            self._stage.unlink(missing_ok=True)
+        return self.path
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Drop everything written so far; nothing appears at the target path."""
+        if not self._ds.closed:
+            self._ds.close()
+        self._stage.unlink(missing_ok=True)
+        err = exc or RuntimeError("aborted")
+        try:
+            self._atomic.__exit__(type(err), err, None)
+        except BaseException:  # noqa: BLE001 - the context manager re-raises nothing here
+            pass

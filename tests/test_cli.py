@@ -1,0 +1,64 @@
+import subprocess
+import sys
+
+import numpy as np
+import rasterio
+
+from roadseg.cli import main
+
+
+def test_help_and_models(capsys):
+    assert main(["--help"]) == 0
+    assert "predict" in capsys.readouterr().out
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "dlinknet34" in out and "31.10M" in out
+
+
+def test_info(capsys, tiny_checkpoint):
+    assert main(["info", str(tiny_checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "unet" in out and "meta.note" in out and "ImageNet" not in out
+
+
+def test_predict_cli(tmp_path, scene_path, tiny_checkpoint, capsys):
+    rc = main(
+        [
+            "predict", str(scene_path), "--checkpoint", str(tiny_checkpoint),
+            "--prob-out", str(tmp_path / "p.tif"), "--mask-out", str(tmp_path / "m.tif"),
+            "--tile-size", "64", "--overlap", "16", "--tta", "flip", "-q",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    with rasterio.open(tmp_path / "p.tif") as p:
+        assert p.shape == (150, 230) and p.dtypes[0] == "uint8"
+        assert np.isfinite(p.read(1)).all()
+    assert capsys.readouterr().err == ""
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path, scene_path, tiny_checkpoint, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage")
+    cases = [
+        ["predict", str(tmp_path / "missing.tif"), "--checkpoint", str(tiny_checkpoint), "--mask-out", str(tmp_path / "m.tif")],
+        ["predict", str(scene_path), "--checkpoint", str(bad), "--mask-out", str(tmp_path / "m.tif")],
+        ["predict", str(scene_path), "--checkpoint", str(tiny_checkpoint), "--mask-out", str(tmp_path / "m.tif"), "--bands", "1,2,9"],
+        ["predict", str(scene_path), "--checkpoint", str(tiny_checkpoint), "--mask-out", str(tmp_path / "x" / "m.tif")],
+        ["info", str(bad)],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err, err
+        assert "Traceback" not in err
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_usage_error_exit_code(capsys):
+    assert main(["predict"]) == 2
+    assert main(["nonsense-command"]) == 2
+
+
+def test_python_dash_m():
+    out = subprocess.run([sys.executable, "-m", "roadseg", "--help"], capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and "predict" in out.stdout

@@ -1,0 +1,186 @@
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from conftest import road_image, write_raster
+from torch import nn
+
+from roadseg.checkpoint import ModelInfo
+from roadseg.errors import InputError
+from roadseg.inference import predict as predict_mod
+from roadseg.inference.predict import PredictOptions, predict_raster
+from roadseg.normalization import Normalization
+
+OPTS = PredictOptions(tile_size=64, overlap=32, batch_size=3, tta="flip", progress=False)
+
+
+class _Brightness(nn.Module):
+    """Logit = a * (mean channel - 0.5): bright pixels are 'road'. Receptive field 1."""
+
+    size_divisor = 1
+
+    def forward(self, x):
+        return 10 * (x.mean(1, keepdim=True) - 0.5)
+
+
+def _model(gsd=None):
+    info = ModelInfo(
+        arch="test", arch_kwargs={}, in_channels=3,
+        normalization=Normalization(mean=(0.0,) * 3, std=(1.0,) * 3), gsd_m=gsd,
+    )  # fmt: skip
+    return _Brightness(), info
+
+
+def _expected(img_uint8):
+    return 1 / (1 + np.exp(-10 * (img_uint8.astype(np.float64).mean(0) / 255 - 0.5)))
+
+
+def test_outputs_keep_grid_and_match_pixelwise_model(tmp_path, scene_path):
+    res = predict_raster(
+        scene_path, checkpoint=None, prob_out=tmp_path / "p.tif", mask_out=tmp_path / "m.tif",
+        options=PredictOptions(**{**OPTS.__dict__, "prob_dtype": "float32"}), model_and_info=_model(),
+    )  # fmt: skip
+    with rasterio.open(scene_path) as src, rasterio.open(res.prob_path) as p, rasterio.open(res.mask_path) as m:
+        assert (p.crs, p.transform, p.shape) == (src.crs, src.transform, src.shape)
+        assert (m.crs, m.transform, m.shape) == (src.crs, src.transform, src.shape)
+        assert p.profile["compress"] == "deflate" and p.profile["tiled"]
+        assert p.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        prob = p.read(1)
+        np.testing.assert_allclose(prob, _expected(src.read()), atol=1e-5)
+        np.testing.assert_array_equal(m.read(1), (prob >= 0.5).astype(np.uint8))
+        assert m.read(1).sum() > 0
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.tif", "p.tif", "scene.tif"]
+
+
+def test_uint8_probability_scaling(tmp_path, scene_path):
+    res = predict_raster(scene_path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model())
+    with rasterio.open(scene_path) as src, rasterio.open(res.prob_path) as p:
+        assert p.dtypes[0] == "uint8"
+        assert np.abs(p.read(1).astype(int) - np.rint(_expected(src.read()) * 255)).max() <= 1
+
+
+def test_nodata_gets_zero_probability(tmp_path):
+    img = road_image(100, 120)
+    img[:, :30, :50] = 0
+    path = write_raster(tmp_path / "nd.tif", img, nodata=0)
+    res = predict_raster(path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model())
+    with rasterio.open(res.prob_path) as p:
+        prob = p.read(1)
+        assert prob[:30, :50].max() == 0
+        assert prob[40:, 60:].min() > 0
+        assert p.read_masks(1)[:30, :50].max() == 0 and p.read_masks(1)[50:, 60:].min() == 255
+
+
+def test_16bit_is_stretched_by_percentiles(tmp_path):
+    img8 = road_image(90, 90)
+    img16 = (img8.astype(np.uint16) * 8 + 1000).astype(np.uint16)
+    a = write_raster(tmp_path / "a.tif", img8)
+    b = write_raster(tmp_path / "b.tif", img16)
+    pa = predict_raster(a, checkpoint=None, prob_out=tmp_path / "pa.tif", options=OPTS, model_and_info=_model())
+    pb = predict_raster(b, checkpoint=None, prob_out=tmp_path / "pb.tif", options=OPTS, model_and_info=_model())
+    with rasterio.open(pa.prob_path) as x, rasterio.open(pb.prob_path) as y:
+        ma, mb = x.read(1) > 127, y.read(1) > 127
+    # the stretch maps the bright roads to near 255, so the same pixels come out as road
+    assert ma.sum() > 0 and (ma == mb).mean() > 0.99
+
+
+def test_single_band_is_repeated_with_warning(tmp_path):
+    path = write_raster(tmp_path / "pan.tif", road_image(70, 70)[0])
+    with pytest.warns(UserWarning, match="single band"):
+        res = predict_raster(path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model())
+    assert res.prob_path.exists()
+
+
+def test_no_crs_warns_and_works(tmp_path):
+    path = write_raster(tmp_path / "plain.tif", road_image(70, 70), crs=None, transform=Affine(2, 0, 0, 0, 2, 0))
+    with pytest.warns(UserWarning, match="no CRS"):
+        res = predict_raster(path, checkpoint=None, mask_out=tmp_path / "m.tif", options=OPTS, model_and_info=_model())
+    assert res.mask_path.exists()
+
+
+def test_gsd_resampling_runs_model_at_its_gsd_and_writes_scene_grid(tmp_path, monkeypatch):
+    path = write_raster(tmp_path / "s.tif", road_image(120, 100))  # 0.5 m pixels
+    seen = []
+    original = predict_mod.infer_scene
+
+    def spy(ds, *args, **kwargs):
+        seen.append((ds.width, ds.height))
+        return original(ds, *args, **kwargs)
+
+    monkeypatch.setattr(predict_mod, "infer_scene", spy)
+    res = predict_raster(path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model(gsd=1.0))
+    assert res.resampled and seen == [(50, 60)]
+    with rasterio.open(path) as src, rasterio.open(res.prob_path) as p:
+        assert (p.transform, p.shape) == (src.transform, src.shape)
+        prob = p.read(1)
+        assert prob[41:43].mean() > 180 and prob[80:90].mean() < 120  # the road at rows 40-43 survives
+    seen.clear()
+    predict_raster(
+        path, checkpoint=None, prob_out=tmp_path / "p2.tif",
+        options=PredictOptions(**{**OPTS.__dict__, "gsd": "native"}), model_and_info=_model(gsd=1.0),
+    )  # fmt: skip
+    assert seen == [(100, 120)]
+
+
+def test_interrupt_leaves_nothing(tmp_path, scene_path, monkeypatch):
+    calls = {"n": 0}
+
+    class Boom(_Brightness):
+        def forward(self, x):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return super().forward(x)
+
+    info = _model()[1]
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(KeyboardInterrupt):
+        predict_raster(
+            scene_path, checkpoint=None, prob_out=tmp_path / "p.tif", mask_out=tmp_path / "m.tif",
+            options=OPTS, model_and_info=(Boom(), info),
+        )  # fmt: skip
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_checkpoint_end_to_end(tmp_path, scene_path, tiny_checkpoint):
+    res = predict_raster(
+        scene_path, checkpoint=tiny_checkpoint, mask_out=tmp_path / "m.tif",
+        options=PredictOptions(tile_size=64, overlap=16, tta="d4", progress=False),
+    )  # fmt: skip
+    with rasterio.open(res.mask_path) as m:
+        assert set(np.unique(m.read(1))) <= {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"bands": (1, 5, 2)}, r"band\(s\) \[5\] out of range"),
+        ({"tta": "d8"}, "--tta must be one of"),
+        ({"overlap": 60}, "--overlap must be between 0 and tile size / 2"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"device": "cuda:7"} if not torch.cuda.is_available() else {"device": "tpu"}, "device"),
+        ({"gsd": "fine"}, "--gsd must be"),
+    ],
+)
+def test_bad_options(tmp_path, scene_path, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        predict_raster(
+            scene_path, checkpoint=None, prob_out=tmp_path / "p.tif",
+            options=PredictOptions(**{**OPTS.__dict__, **kwargs}), model_and_info=_model(),
+        )  # fmt: skip
+    assert not (tmp_path / "p.tif").exists()
+
+
+def test_bad_inputs(tmp_path, scene_path):
+    with pytest.raises(InputError, match="not found"):
+        predict_raster(tmp_path / "nope.tif", checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model())
+    (tmp_path / "text.tif").write_text("hello")
+    with pytest.raises(InputError, match="not a raster GDAL can read"):
+        predict_raster(tmp_path / "text.tif", checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model())
+    two = write_raster(tmp_path / "two.tif", road_image(40, 40)[:2])
+    with pytest.raises(InputError, match="has 2 band"):
+        predict_raster(two, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model())
+    with pytest.raises(InputError, match="output folder"):
+        predict_raster(scene_path, checkpoint=None, prob_out=tmp_path / "no" / "p.tif", options=OPTS, model_and_info=_model())
+    assert not (tmp_path / "p.tif").exists()

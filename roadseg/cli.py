@@ -6,9 +6,12 @@ Messages and progress go to stderr; results (tables, JSON) to stdout.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import tempfile
 import traceback
+from collections.abc import Iterator
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
@@ -125,8 +128,12 @@ def predict_cmd(
     from roadseg.inference.predict import PredictOptions, predict_raster
     from roadseg.io.raster import parse_bands
 
+    if out is None and prob_out is None and mask_out is None:
+        raise InputError("nothing to write: give --out roads.geojson, --prob-out or --mask-out")
     if out is not None:
-        raise InputError("--out (road vectors) is not available yet; use --prob-out / --mask-out")
+        from roadseg.vectorize.geo import driver_for
+
+        driver_for(out)  # fail before inference, not after
     opts = PredictOptions(
         tta=tta,
         tile_size=tile_size,
@@ -140,17 +147,70 @@ def predict_cmd(
         prob_dtype=prob_dtype,
         progress=not quiet,
     )
-    result = predict_raster(scene, checkpoint=checkpoint, prob_out=prob_out, mask_out=mask_out, options=opts)
+    with _prob_target(prob_out, out) as prob_path:
+        result = predict_raster(scene, checkpoint=checkpoint, prob_out=prob_path, mask_out=mask_out, options=opts)
+        vec = None
+        if out is not None:
+            from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
+
+            vec = vectorize_raster(
+                prob_path, out, VectorizeOptions(threshold=result.threshold, progress=not quiet)
+            )
     if not quiet:
-        for p in (result.prob_path, result.mask_path):
+        for p in (prob_out, mask_out):
             if p is not None:
                 _echo(f"wrote {p}")
+        if vec is not None:
+            _echo(f"wrote {vec.path}: {vec.features} road lines in {vec.components} connected networks")
         _echo(
             f"{result.megapixels:.2f} Mpx in {result.seconds:.1f} s ({result.mpx_per_s:.2f} Mpx/s, "
             f"{result.tiles} tiles, threshold {result.threshold:g}"
             + (f", resampled to {result.model_gsd_m:g} m" if result.resampled else "")
             + ")"
         )
+
+
+@contextlib.contextmanager
+def _prob_target(prob_out: Path | None, out: Path | None) -> Iterator[Path | None]:
+    """The probability raster predict writes: the user's, or a temporary one for --out."""
+    if prob_out is not None or out is None:
+        yield prob_out
+        return
+    from roadseg.io.atomic import check_output_path
+
+    folder = check_output_path(out).parent
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".roadseg-") as tmp:
+        yield Path(tmp) / "prob.tif"
+
+
+@app.command("vectorize")
+def vectorize_cmd(
+    raster: Annotated[Path, typer.Argument(help="Road probability (0-255 or 0-1) or 0/1 mask raster.")],
+    out: Annotated[Path, typer.Option(help="Output: .geojson (EPSG:4326) or .gpkg (raster's CRS).")],
+    threshold: Annotated[float | None, typer.Option(help="Probability threshold 0-1 (default 0.5).")] = None,
+    min_length_m: Annotated[float, typer.Option(help="Drop networks shorter than this (m).")] = 20.0,
+    spur_length_m: Annotated[float, typer.Option(help="Prune dead-end branches shorter than this (m).")] = 10.0,
+    gap_m: Annotated[float, typer.Option(help="Join aligned dead ends closer than this (m).")] = 15.0,
+    simplify_m: Annotated[float, typer.Option(help="Douglas-Peucker tolerance (m); junctions stay.")] = 1.0,
+    block_size: Annotated[int, typer.Option(help="Block side in pixels (memory bound).")] = 2048,
+    geometry: Annotated[str, typer.Option(help="line (centerline graph) or polygon (road areas).")] = "line",
+    pixel_coords: Annotated[bool, typer.Option(help="Allow a raster without CRS: pixel coordinates.")] = False,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Turn a road raster into a connected centerline graph for QGIS."""
+    _setup(verbose, quiet)
+    from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
+
+    opts = VectorizeOptions(
+        threshold=threshold, min_length_m=min_length_m, spur_length_m=spur_length_m, gap_m=gap_m,
+        simplify_m=simplify_m, block_size=block_size, geometry=geometry, pixel_coords=pixel_coords,
+        progress=not quiet,
+    )  # fmt: skip
+    res = vectorize_raster(raster, out, opts)
+    if not quiet:
+        total = "" if res.total_length_m is None else f", {res.total_length_m / 1000:.2f} km"
+        _echo(f"wrote {res.path}: {res.features} features in {res.components} networks{total} ({res.seconds:.1f} s)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,3 +62,26 @@ def test_usage_error_exit_code(capsys):
 def test_python_dash_m():
     out = subprocess.run([sys.executable, "-m", "roadseg", "--help"], capture_output=True, text=True, check=False)
     assert out.returncode == 0 and "predict" in out.stdout
+
+
+def test_predict_out_writes_road_vectors(tmp_path, scene_path, tiny_checkpoint, capsys):
+    out = tmp_path / "roads.geojson"
+    rc = main(
+        [
+            "predict", str(scene_path), "--checkpoint", str(tiny_checkpoint), "--out", str(out),
+            "--tile-size", "64", "--overlap", "16", "--tta", "none", "--threshold", "0.3",
+        ]
+    )  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    import json
+
+    data = json.loads(out.read_text())
+    assert data["type"] == "FeatureCollection"
+    # only the requested file is left: the temporary probability raster is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["roads.geojson", "scene.tif", "tiny.pt"]
+    assert "road lines" in capsys.readouterr().err
+
+
+def test_predict_bad_out_suffix_fails_before_inference(tmp_path, scene_path, tiny_checkpoint, capsys):
+    assert main(["predict", str(scene_path), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "r.kml")]) == 2
+    assert "must end in .geojson or .gpkg" in capsys.readouterr().err

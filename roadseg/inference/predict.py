@@ -318,9 +318,13 @@ def _open_writers(
     writers: dict[str, StripWriter] = {}
     try:
         if prob_out is not None:
-            writers["prob"] = StripWriter(prob_out, dtype=prob_dtype, with_mask=with_mask, **common)
+            writers["prob"] = StripWriter(
+                prob_out, dtype=prob_dtype, with_mask=with_mask, tags={"ROADSEG_KIND": "probability"}, **common
+            )
         if mask_out is not None:
-            writers["mask"] = StripWriter(mask_out, dtype="uint8", with_mask=with_mask, **common)
+            writers["mask"] = StripWriter(
+                mask_out, dtype="uint8", with_mask=with_mask, tags={"ROADSEG_KIND": "mask"}, **common
+            )
     except BaseException:
         for w in writers.values():
             w.abort()

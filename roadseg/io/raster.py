@@ -106,9 +106,9 @@ def pixel_size_m(ds: Any) -> float | None:
         from pyproj import Geod
 
         geod = Geod(ellps="WGS84")
-        cx, cy = t * (ds.width / 2, ds.height / 2)
-        x1, y1 = t * (ds.width / 2 + 1, ds.height / 2)
-        x2, y2 = t * (ds.width / 2, ds.height / 2 + 1)
+        cx, cy = t @ (ds.width / 2, ds.height / 2)
+        x1, y1 = t @ (ds.width / 2 + 1, ds.height / 2)
+        x2, y2 = t @ (ds.width / 2, ds.height / 2 + 1)
         dx = geod.inv(cx, cy, x1, y1)[2]
         dy = geod.inv(cx, cy, x2, y2)[2]
         return float((dx + dy) / 2)
@@ -207,6 +207,7 @@ class StripWriter:
         crs: Any,
         transform: Any,
         with_mask: bool,
+        tags: dict[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
         self._atomic = atomic_path(self.path)
@@ -230,6 +231,8 @@ class StripWriter:
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             self._ds = rasterio.open(self._stage, "w", **profile)
+        if tags:
+            self._ds.update_tags(**tags)
         self._pending: list[np.ndarray] = []
         self._pending_mask: list[np.ndarray] = []
         self._row = 0  # first row not yet written

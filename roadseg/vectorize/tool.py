@@ -1,0 +1,201 @@
+"""The vectorize tool: a road probability or mask raster in, a road-graph layer out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import shapely
+from affine import Affine
+from pyproj import CRS
+from rasterio.features import shapes
+from rasterio.windows import Window
+from tqdm import tqdm
+
+from roadseg.errors import InputError
+from roadseg.io.atomic import check_output_path
+from roadseg.io.raster import open_raster, pixel_size_m
+from roadseg.vectorize import graph as G
+from roadseg.vectorize.geo import areas_m2, driver_for, lengths_m, pixel_to_map, write_vectors
+from roadseg.vectorize.skeleton import iter_block_paths, plan_blocks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VectorizeOptions:
+    """Cleanup parameters, in metres (converted with the raster's pixel size).
+
+    Defaults: see docs/vectorize.md for how they were chosen.
+    """
+
+    threshold: float | None = None  # None: 0.5 of the raster's range
+    min_length_m: float = 20.0
+    spur_length_m: float = 10.0
+    gap_m: float = 15.0
+    gap_angle_deg: float = 30.0
+    simplify_m: float = 1.0
+    hole_area_m2: float = 20.0
+    blob_area_m2: float = 50.0
+    block_size: int = 2048
+    halo: int = 96
+    geometry: str = "line"
+    pixel_coords: bool = False
+    pixel_size_m: float | None = None  # for rasters without a CRS
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class VectorizeResult:
+    """What was written."""
+
+    path: Path
+    features: int
+    components: int
+    total_length_m: float | None
+    seconds: float
+
+
+def _raster_kind(ds: Any) -> tuple[float, bool]:
+    """(value scale, is_probability): 0/1 masks, 0-255 rasters and 0-1 floats."""
+    if ds.tags().get("ROADSEG_KIND") == "probability":
+        return (1.0 if np.dtype(ds.dtypes[0]).kind == "f" else 255.0), True
+    if np.dtype(ds.dtypes[0]).kind == "f":
+        return 1.0, True
+    vmax = 0
+    for _, win in ds.block_windows(1):
+        vmax = max(vmax, int(ds.read(1, window=win).max()))
+        if vmax > 1:
+            break
+    return (1.0, False) if vmax <= 1 else (255.0, True)
+
+
+def vectorize_raster(
+    raster: str | os.PathLike[str], out: str | os.PathLike[str], options: VectorizeOptions | None = None
+) -> VectorizeResult:
+    """Vectorize a road probability/mask raster into a road graph (or polygons)."""
+    opts = options or VectorizeOptions()
+    out = check_output_path(out)
+    driver_for(out)
+    if opts.geometry not in ("line", "polygon"):
+        raise InputError(f"--geometry must be line or polygon, got '{opts.geometry}'")
+    if opts.block_size < 64:
+        raise InputError(f"--block-size must be at least 64 pixels, got {opts.block_size}")
+    start = time.perf_counter()
+    with open_raster(raster) as ds:
+        crs = CRS.from_user_input(ds.crs) if ds.crs else None
+        if crs is None and driver_for(out) == "GeoJSON" and not opts.pixel_coords:
+            raise InputError(
+                f"'{raster}' has no CRS, so GeoJSON (which must be EPSG:4326) cannot place it; "
+                "pass --pixel-coords for pixel coordinates, or write .gpkg"
+            )
+        gsd = pixel_size_m(ds) or opts.pixel_size_m or 1.0
+        scale, is_prob = _raster_kind(ds)
+        threshold = (0.5 if opts.threshold is None else opts.threshold) * scale
+        if not is_prob:
+            threshold = 0.5
+        has_mask = ds.nodata is not None or any(
+            rasterio.enums.MaskFlags.all_valid not in f for f in ds.mask_flag_enums
+        )
+
+        def read_mask(win: Window) -> np.ndarray:
+            values = ds.read(1, window=win)
+            mask = values >= threshold
+            if has_mask:
+                mask &= ds.read_masks(1, window=win) > 0
+            return mask
+
+        blocks = plan_blocks(ds.height, ds.width, opts.block_size, opts.halo)
+        px_area = gsd * gsd
+        it = iter_block_paths(
+            read_mask, blocks, ds.height, ds.width,
+            min_hole_px=int(opts.hole_area_m2 / px_area), min_blob_px=int(opts.blob_area_m2 / px_area),
+        )  # fmt: skip
+        bar = tqdm(total=len(blocks), unit="block", desc="vectorize", disable=not opts.progress, leave=False)
+        paths: list[np.ndarray] = []
+        polygons: list[Any] = []
+        for block, core_mask, block_paths in it:
+            if opts.geometry == "polygon":
+                if core_mask.any():
+                    t = ds.transform @ Affine.translation(block.col, block.row)
+                    polygons += [
+                        shapely.geometry.shape(g)
+                        for g, v in shapes(core_mask.astype(np.uint8), mask=core_mask, transform=t)
+                    ]
+            else:
+                paths += block_paths
+            bar.update(1)
+        bar.close()
+        shape = (ds.height, ds.width)
+        transform = ds.transform
+        probs_reader = (lambda xy: _mean_values(ds, xy, scale)) if is_prob else None
+        if opts.geometry == "polygon":
+            geoms = [g for g in shapely.get_parts(shapely.unary_union(polygons))] if polygons else []
+            columns: dict[str, list[Any]] = {"id": list(range(len(geoms))), "area_m2": areas_m2(geoms, crs)}
+            n_comp = len(geoms)
+            total = None
+        else:
+            graph = _clean_graph(paths, gsd, shape, opts)
+            geoms, columns, n_comp = _graph_to_features(graph, transform, crs, gsd, opts, probs_reader)
+            total = sum(v for v in columns["length_m"] if v is not None) if crs else None
+    if not geoms:
+        warnings.warn(f"no roads found in '{raster}' (threshold {threshold:g}); writing an empty layer", stacklevel=2)
+    gtype = "Polygon" if opts.geometry == "polygon" else "LineString"
+    written = write_vectors(out, geoms, columns, crs=crs, geometry_type=gtype, pixel_coords=opts.pixel_coords)
+    return VectorizeResult(written, len(geoms), n_comp, total, time.perf_counter() - start)
+
+
+def _clean_graph(paths: list[np.ndarray], gsd: float, shape: tuple[int, int], opts: VectorizeOptions) -> Any:
+    graph = G.build_graph(G.merge_paths(paths))
+    G.remove_artifacts(graph)
+    G.contract_degree_two(graph)
+    G.prune_spurs(graph, opts.spur_length_m / gsd, shape)
+    G.close_gaps(graph, opts.gap_m / gsd, opts.gap_angle_deg)
+    G.drop_small_components(graph, opts.min_length_m / gsd, shape)
+    return graph
+
+
+def _mean_values(ds: Any, xy: np.ndarray, scale: float) -> float:
+    """Mean raster value (0-1) at pixel indices ``xy`` (x=col, y=row), read in one window."""
+    cols = np.clip(np.rint(xy[:, 0]).astype(int), 0, ds.width - 1)
+    rows = np.clip(np.rint(xy[:, 1]).astype(int), 0, ds.height - 1)
+    c0, r0 = cols.min(), rows.min()
+    win = Window(c0, r0, cols.max() - c0 + 1, rows.max() - r0 + 1)
+    values = ds.read(1, window=win)[rows - r0, cols - c0]
+    return float(values.mean() / scale)
+
+
+def _graph_to_features(
+    graph: Any, transform: Any, crs: CRS | None, gsd: float, opts: VectorizeOptions, probs_reader: Any
+) -> tuple[list[Any], dict[str, list[Any]], int]:
+    import networkx as nx
+
+    mean_prob: list[float | None] = []
+    edges = list(graph.edges(keys=True, data=True))
+    for _, _, _, data in edges:  # before simplification: every skeleton pixel counts
+        mean_prob.append(probs_reader(np.asarray(data["geom"].coords)) if probs_reader else None)
+    G.simplify_edges(graph, opts.simplify_m / gsd)
+    edges = list(graph.edges(keys=True, data=True))
+    for u, _, _, data in edges:  # networkx reports undirected edges either way round
+        if tuple(data["geom"].coords[0]) != graph.nodes[u]["xy"]:
+            data["geom"] = data["geom"].reverse()
+    if opts.pixel_coords and crs is None:
+        geoms = [shapely.transform(d["geom"], lambda xy: xy + 0.5) for _, _, _, d in edges]
+    else:
+        geoms = [pixel_to_map(d["geom"], transform) for _, _, _, d in edges]
+    columns: dict[str, list[Any]] = {
+        "id": list(range(len(edges))),
+        "u": [int(u) for u, _, _, _ in edges],
+        "v": [int(v) for _, v, _, _ in edges],
+        "length_m": lengths_m(geoms, crs),
+        "mean_prob": mean_prob,
+        "gap_closed": [bool(d.get("gap_closed", False)) for _, _, _, d in edges],
+    }
+    return geoms, columns, nx.number_connected_components(graph) if len(graph) else 0

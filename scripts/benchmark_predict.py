@@ -1,0 +1,137 @@
+"""Benchmark ``predict``: end-to-end throughput against model-only throughput, and peak memory.
+
+For each scene size a child process (so peak RSS is per size) generates a GeoTIFF, measures
+the model alone on ready batches of the same tiles, then runs ``predict_raster`` end to end,
+and reports Mpx/s of both, their ratio, and peak RSS. Usage::
+
+    python scripts/benchmark_predict.py                      # CPU defaults: tiny U-Net, 4096^2 and 16384^2
+    python scripts/benchmark_predict.py --arch dlinknet34 --tta d4 --device cuda --sizes 8192
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_scene(path: Path, size: int) -> None:
+    """A 3-band uint8 GeoTIFF with a road grid and noise, written in strips."""
+    import rasterio
+    from affine import Affine
+    from rasterio.windows import Window
+
+    profile = {
+        "driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8",
+        "crs": "EPSG:32633", "transform": Affine(0.5, 0, 500000, 0, -0.5, 4_000_000),
+        "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate",
+    }  # fmt: skip
+    rng = np.random.default_rng(0)
+    noise = rng.integers(40, 90, size=(3, 512, size), dtype=np.uint8)
+    with rasterio.open(path, "w", **profile) as dst:
+        for r in range(0, size, 512):
+            n = min(512, size - r)
+            block = noise[:, :n].copy()
+            block[:, :, (np.arange(size) % 300) < 6] = 210
+            rows = (np.arange(r, r + n) % 300) < 6
+            block[:, rows] = 210
+            dst.write(block, window=Window(0, r, size, n))
+
+
+def child(args: argparse.Namespace) -> dict:
+    import torch
+
+    from roadseg.checkpoint import build_model, save_model
+    from roadseg.inference.predict import (
+        PredictOptions, autocast_context, predict_raster, prepare_model, resolve_device,
+    )  # fmt: skip
+    from roadseg.inference.tiling import plan_tiles
+    from roadseg.inference.tta import predict_tta
+    from roadseg.normalization import IMAGENET
+
+    size = args.size
+    device = resolve_device(args.device)
+    kwargs = json.loads(args.arch_kwargs)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        scene = tmp / "scene.tif"
+        make_scene(scene, size)
+        torch.manual_seed(0)
+        ckpt = save_model(build_model(args.arch, **kwargs), tmp / "m.pt")
+        from roadseg.checkpoint import load_model
+
+        model, info = load_model(ckpt)
+        model = prepare_model(model, device)
+        n_tiles = len(plan_tiles(size, size, args.tile, args.overlap))
+        batch = torch.randint(0, 255, (args.batch, 3, args.tile, args.tile), dtype=torch.uint8)
+        # model only: ready batches on the device, same tile count, TTA and normalization
+        with torch.inference_mode(), autocast_context(device, None if args.amp else False):
+            x = IMAGENET.apply(batch.to(device))
+            predict_tta(model, x, args.tta)  # warm-up
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            done = 0
+            while done < n_tiles:
+                p = predict_tta(model, x, args.tta)[:, 0].float().cpu().numpy()
+                done += args.batch
+            model_s = (time.perf_counter() - t0) * n_tiles / done
+        opts = PredictOptions(
+            tta=args.tta, tile_size=args.tile, overlap=args.overlap, batch_size=args.batch,
+            device=args.device, amp=None if args.amp else False, progress=False,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        predict_raster(scene, checkpoint=None, prob_out=tmp / "prob.tif", mask_out=tmp / "mask.tif",
+                       options=opts, model_and_info=(model, info))  # fmt: skip
+        e2e_s = time.perf_counter() - t0
+        del p
+    mpx = size * size / 1e6
+    return {
+        "size": size, "tiles": n_tiles, "model_mpx_s": mpx / model_s, "e2e_mpx_s": mpx / e2e_s,
+        "ratio_e2e_over_model": model_s / e2e_s,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="unet")
+    ap.add_argument("--arch-kwargs", default='{"depth": 3, "base_channels": 8}')
+    ap.add_argument("--sizes", default="4096,16384")
+    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--overlap", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--tta", default="none")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.size:
+        print(json.dumps(child(args)))
+        return
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        cmd = [sys.executable, __file__, *sys.argv[1:], "--size", str(size)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        rows.append(json.loads(out))
+        r = rows[-1]
+        print(
+            f"{size:>6}^2  tiles {r['tiles']:>5}  model-only {r['model_mpx_s']:7.2f} Mpx/s  "
+            f"end-to-end {r['e2e_mpx_s']:7.2f} Mpx/s  ratio {r['ratio_e2e_over_model']:.3f}  "
+            f"peak RSS {r['peak_rss_mib']:7.0f} MiB",
+            flush=True,
+        )
+    if len(rows) > 1:
+        print(f"peak RSS ratio {rows[-1]['size']}^2 / {rows[0]['size']}^2: "
+              f"{rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

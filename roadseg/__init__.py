@@ -1,19 +1,33 @@
-"""roadseg: road extraction from satellite and aerial imagery (D-LinkNet, LinkNet, U-Net)."""
+"""roadseg: road extraction from satellite and aerial imagery (D-LinkNet, LinkNet, U-Net).
 
-from roadseg.checkpoint import ModelInfo, load_model, save_model
-from roadseg.errors import RoadsegError
-from roadseg.models import count_parameters, list_models
-from roadseg.checkpoint import build_model as create_model
+The public API is imported lazily, so tools that need no torch (vectorize, evaluate) start
+fast and small.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ModelInfo",
-    "RoadsegError",
-    "__version__",
-    "count_parameters",
-    "create_model",
-    "list_models",
-    "load_model",
-    "save_model",
-]
+_API = {
+    "ModelInfo": "roadseg.checkpoint",
+    "load_model": "roadseg.checkpoint",
+    "save_model": "roadseg.checkpoint",
+    "create_model": "roadseg.checkpoint",  # build_model: create_model that remembers its kwargs
+    "count_parameters": "roadseg.models",
+    "list_models": "roadseg.models",
+    "RoadsegError": "roadseg.errors",
+}
+
+__all__ = [*_API, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'roadseg' has no attribute '{name}'")
+    module = importlib.import_module(_API[name])
+    value = getattr(module, "build_model" if name == "create_model" else name)
+    globals()[name] = value
+    return value

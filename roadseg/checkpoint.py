@@ -83,14 +83,35 @@ def save_model(
         "normalization": normalization.to_dict(),
         "gsd_m": None if gsd_m is None else float(gsd_m),
         "threshold": float(threshold),
-        "meta": meta,
+        "meta": _plain(meta, "meta"),
         "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
     }
     if extra:
-        payload.update(extra)
+        payload.update(_plain(extra, "extra"))
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Convert metadata to what ``weights_only`` loading accepts: plain containers, str, numbers,
+    bools, None and tensors. ``str``/``int`` subclasses (torch.__version__, Path) become plain."""
+    if value is None or isinstance(value, (bool, torch.Tensor)):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy scalars
+        return value.item()
+    if isinstance(value, dict):
+        # keep int keys: optimizer state is keyed by parameter index
+        return {(k if type(k) in (int, str) else str(k)): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise CheckpointError(f"cannot store {type(value).__name__} at {where} in a checkpoint: only plain data")
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -213,6 +213,44 @@ def vectorize_cmd(
         _echo(f"wrote {res.path}: {res.features} features in {res.components} networks{total} ({res.seconds:.1f} s)")
 
 
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Data folder (overrides data.root).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<arch>-<time>).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Total epochs (a resumed run continues up to it).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size per process.")] = None,
+    crop_size: Annotated[int | None, typer.Option(help="Training crop side (multiple of 32).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder exactly.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key.sub=value.")] = None,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a road model (D-LinkNet recipe); multi-GPU with torchrun."""
+    _setup(verbose, quiet)
+    import time as _time
+
+    from roadseg.config import load_config
+    from roadseg.train.loop import fit
+
+    overrides = list(set_ or [])
+    for key, value in (("data.root", data), ("epochs", epochs), ("batch_size", batch_size),
+                       ("data.crop_size", crop_size), ("device", device)):  # fmt: skip
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if resume is not None:
+        if config is None:
+            config = resume / "config.yaml"
+        run_dir = resume
+    cfg = load_config(config, overrides)
+    if resume is None:
+        run_dir = out or Path("runs") / f"{cfg.model.arch}-{_time.strftime('%Y%m%d-%H%M%S')}"
+    row = fit(cfg, run_dir, resume=resume is not None, progress=not quiet)
+    if not quiet and row:
+        _echo(f"run folder {run_dir}: last.pt, best.pt, log.csv")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map errors to one-line messages and exit codes."""
     try:

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 128
+#: GDAL block cache during predict (MiB): enough for a row of tiles, independent of scene size.
+GDAL_CACHE_MB = 256
 #: Resample when the scene's GSD differs from the model's by more than this fraction.
 GSD_TOLERANCE = 0.10
 
@@ -253,7 +255,8 @@ def predict_raster(
         raise InputError(f"--threshold must be between 0 and 1, got {threshold}")
 
     src = open_raster(scene)
-    with src:
+    # GDAL's block cache defaults to 5 % of RAM and fills with scene size: bound it
+    with src, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024):
         if src.crs is None:
             warnings.warn(
                 f"'{scene}' has no CRS: outputs are in pixel coordinates and cannot be placed on a map",

@@ -1,0 +1,1 @@
+"""Evaluation: pixel metrics (IoU, F1, relaxed P/R) and road-graph metrics."""

@@ -1,0 +1,1 @@
+"""Training: datasets, augmentation, losses and the (DDP-aware) loop."""

@@ -1,0 +1,43 @@
+"""The D-LinkNet augmentation recipe in albumentations, seeded per sample.
+
+Official code (data.py), each with p = 0.5: HSV shift (hue +-30, sat +-5, val +-15),
+shift/scale/aspect within +-0.1 with a constant 0 border, horizontal flip, vertical flip,
+rot90. Pixels that the shift brings in from outside the image are marked invalid here
+(the official code counted them as background).
+"""
+
+from __future__ import annotations
+
+import albumentations as A  # noqa: N812
+import cv2
+import numpy as np
+
+
+def train_transform() -> A.Compose:
+    """The augmentation pipeline; call ``set_random_seed`` before each sample."""
+    return A.Compose(
+        [
+            A.HueSaturationValue(hue_shift_limit=30, sat_shift_limit=5, val_shift_limit=15, p=0.5),
+            A.Affine(
+                scale={"x": (0.9, 1.1), "y": (0.9, 1.1)},
+                translate_percent=(-0.1, 0.1),
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                fill_mask=0,
+                p=0.5,
+            ),
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.5),
+            A.RandomRotate90(p=0.5),
+        ],
+        seed=0,
+    )
+
+
+def augment(
+    tf: A.Compose, image: np.ndarray, mask: np.ndarray, valid: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply ``tf`` with a fixed seed to an HxWx3 image and its HxW mask and valid arrays."""
+    tf.set_random_seed(seed)
+    out = tf(image=image, masks=[mask, valid])
+    return out["image"], out["masks"][0], out["masks"][1]

@@ -1,0 +1,292 @@
+"""Training data: discovery, deterministic splits and the torch datasets.
+
+Layouts (``data.layout: auto`` detects them):
+
+- ``deepglobe``: ``<id>_sat.jpg`` + ``<id>_mask.png`` in one folder;
+- ``folders``: ``images/`` + ``masks/`` (or ``labels/``), files paired by name stem;
+- ``geotiff``: georeferenced rasters with road vectors (``<stem>.gpkg``/``.geojson`` beside
+  each raster, or one vector file for all), lines buffered to ``road_width_m`` and
+  rasterized on the fly for random windows.
+
+Every sample's crop and augmentation are seeded from (seed, epoch, index), so a run gives
+the same batches whatever the worker count, and a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from roadseg.config import DataConfig
+from roadseg.errors import InputError
+from roadseg.normalization import Normalization
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its label source."""
+
+    id: str
+    image: Path
+    label: Path
+
+
+def discover(cfg: DataConfig) -> tuple[str, list[Sample]]:
+    """Find the samples under ``cfg.root``; returns (layout, samples)."""
+    if cfg.root is None:
+        raise InputError("no training data: pass --data DIR (or set data.root in the config)")
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise InputError(f"data folder '{root}' not found")
+    layout = cfg.layout
+    if layout == "auto":
+        if any(root.glob("*_sat.*")):
+            layout = "deepglobe"
+        elif (root / "images").is_dir():
+            layout = "folders"
+        elif any(p.suffix.lower() in (".tif", ".tiff") for p in root.iterdir()):
+            layout = "geotiff"
+        else:
+            raise InputError(
+                f"no training data found in '{root}': expected <id>_sat.jpg + <id>_mask.png files, "
+                "images/ + masks/ (or labels/) folders, or GeoTIFFs with road vector files"
+            )
+    samples = {"deepglobe": _deepglobe, "folders": _folders, "geotiff": _geotiff}[layout](root)
+    if not samples:
+        raise InputError(f"no training samples found in '{root}' (layout {layout})")
+    return layout, samples
+
+
+def _unpaired(root: Path, missing: list[str], expected: str) -> InputError:
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return InputError(f"{len(missing)} image(s) in '{root}' have no mask ({shown}); expected {expected}")
+
+
+def _deepglobe(root: Path) -> list[Sample]:
+    samples, missing = [], []
+    for image in sorted(root.glob("*_sat.*")):
+        sid = image.name.rsplit("_sat.", 1)[0]
+        masks = sorted(root.glob(f"{sid}_mask.*"))
+        if not masks:
+            missing.append(image.name)
+        else:
+            samples.append(Sample(sid, image, masks[0]))
+    if missing:
+        raise _unpaired(root, missing, "<id>_mask.png beside each <id>_sat.jpg")
+    return samples
+
+
+def _folders(root: Path) -> list[Sample]:
+    label_dir = next((root / d for d in ("masks", "labels") if (root / d).is_dir()), None)
+    if label_dir is None:
+        raise InputError(f"'{root}/images' has no sibling 'masks/' or 'labels/' folder")
+    labels = {p.stem: p for p in label_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    samples, missing = [], []
+    for image in sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        if image.stem in labels:
+            samples.append(Sample(image.stem, image, labels[image.stem]))
+        else:
+            missing.append(image.name)
+    if missing:
+        raise _unpaired(root, missing, f"a file with the same name stem in '{label_dir.name}/'")
+    return samples
+
+
+def _geotiff(root: Path) -> list[Sample]:
+    rasters = sorted(p for p in root.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+    shared = [p for p in root.iterdir() if p.suffix.lower() in VECTOR_SUFFIXES]
+    samples, missing = [], []
+    for r in rasters:
+        own = [r.with_suffix(s) for s in VECTOR_SUFFIXES if r.with_suffix(s).exists()]
+        if own:
+            samples.append(Sample(r.stem, r, own[0]))
+        elif len(shared) == 1:
+            samples.append(Sample(r.stem, r, shared[0]))
+        else:
+            missing.append(r.name)
+    if missing:
+        raise _unpaired(root, missing, "<stem>.gpkg/.geojson beside each raster, or a single vector file")
+    return samples
+
+
+def split(samples: list[Sample], cfg: DataConfig) -> tuple[list[Sample], list[Sample]]:
+    """Deterministic train/validation split: explicit ids, or a seeded fraction."""
+    if cfg.val_ids is not None:
+        ids = {s.id for s in samples}
+        unknown = sorted(set(cfg.val_ids) - ids)
+        if unknown:
+            raise InputError(f"data.val_ids not found among the samples: {unknown[:5]}")
+        val = [s for s in samples if s.id in set(cfg.val_ids)]
+    else:
+        order = np.random.default_rng(cfg.split_seed).permutation(len(samples))
+        n_val = int(round(len(samples) * cfg.val_fraction))
+        if cfg.val_fraction > 0 and len(samples) > 1:
+            n_val = max(1, n_val)
+        val = [samples[i] for i in sorted(order[:n_val])]
+    val_set = {s.id for s in val}
+    return [s for s in samples if s.id not in val_set], val
+
+
+def sample_seed(*parts: int) -> int:
+    """A 32-bit seed from integers, stable across processes and Python versions."""
+    digest = hashlib.blake2b(np.asarray(parts, dtype=np.int64).tobytes(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _read_image(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _read_mask(path: Path, threshold: int) -> np.ndarray:
+    with Image.open(path) as im:
+        return (np.asarray(im.convert("L")) >= threshold).astype(np.uint8)
+
+
+class RoadDataset(Dataset):
+    """Image/mask pairs (DeepGlobe or folder layout) as normalized tensors.
+
+    Returns ``(image (3, S, S) float, mask (1, S, S) float, valid (1, S, S) float)`` with ``S``
+    the crop size; images smaller than a crop are padded, the padding marked invalid.
+    """
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        cfg: DataConfig,
+        normalization: Normalization,
+        *,
+        train: bool,
+        seed: int = 0,
+    ) -> None:
+        self.samples, self.cfg, self.norm, self.train, self.seed = samples, cfg, normalization, train, seed
+        self.epoch = 0
+        self.tf = None
+        if train:
+            from roadseg.train.augment import train_transform
+
+            self.tf = train_transform()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the seeds of crops and augmentations (call before each epoch)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Image HxWx3 uint8, mask HxW {0,1}, valid HxW {0,1} for one sample."""
+        s = self.samples[index]
+        image = _read_image(s.image)
+        mask = _read_mask(s.label, self.cfg.mask_threshold)
+        if mask.shape != image.shape[:2]:
+            raise InputError(f"'{s.label.name}' is {mask.shape[::-1]} but '{s.image.name}' is {image.shape[1::-1]}")
+        valid = np.ones_like(mask)
+        if self.cfg.invalid_rule == "white":
+            valid[(image >= 250).all(axis=2)] = 0
+        return image, mask, valid
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        seed = sample_seed(self.seed, self.epoch, index)
+        rng = np.random.default_rng(seed)
+        image, mask, valid = self.load(index, rng)
+        image, mask, valid = _crop(image, mask, valid, self.cfg.crop_size, rng if self.train else None)
+        if self.tf is not None:
+            from roadseg.train.augment import augment
+
+            image, mask, valid = augment(self.tf, image, mask, valid, seed)
+        x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+        x = self.norm.apply(x)[0]
+        y = torch.from_numpy(np.ascontiguousarray(mask)).float()[None]
+        v = torch.from_numpy(np.ascontiguousarray(valid)).float()[None]
+        return x, y, v
+
+
+def _crop(
+    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, size: int, rng: np.random.Generator | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random (train) or centre (validation) crop to ``size``; pad smaller images as invalid."""
+    h, w = mask.shape
+    if h < size or w < size:
+        ph, pw = max(0, size - h), max(0, size - w)
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)))
+        mask = np.pad(mask, ((0, ph), (0, pw)))
+        valid = np.pad(valid, ((0, ph), (0, pw)))
+        h, w = mask.shape
+    if rng is None:
+        r, c = (h - size) // 2, (w - size) // 2
+    else:
+        r, c = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    sl = (slice(r, r + size), slice(c, c + size))
+    return image[sl], mask[sl], valid[sl]
+
+
+class GeoWindowDataset(RoadDataset):
+    """Random windows of georeferenced scenes with road vectors rasterized on the fly.
+
+    Lines are buffered to ``road_width_m``; polygons are used as they are. Nodata is invalid.
+    Each scene gives ``windows_per_scene`` windows per epoch.
+    """
+
+    def __init__(self, samples: list[Sample], cfg: DataConfig, normalization: Normalization, **kw: Any) -> None:
+        super().__init__(samples, cfg, normalization, **kw)
+        self._labels: dict[Path, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.cfg.windows_per_scene
+
+    def _vectors(self, s: Sample, crs: Any) -> Any:
+        if s.label not in self._labels:
+            import geopandas as gpd
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                df = gpd.read_file(s.label, layer=self.cfg.label_layer)
+            if self.cfg.label_query:
+                df = df.query(self.cfg.label_query)
+            df = df[df.geometry.notna()].to_crs(crs)
+            self._labels[s.label] = df.geometry
+        return self._labels[s.label]
+
+    def load(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: D102
+        import rasterio
+        from rasterio.features import rasterize
+        from rasterio.windows import Window
+        from rasterio.windows import transform as window_transform
+
+        from roadseg.io.raster import pixel_size_m
+
+        s = self.samples[index // self.cfg.windows_per_scene]
+        with rasterio.open(s.image) as ds:
+            size = self.cfg.crop_size
+            h, w = min(size, ds.height), min(size, ds.width)
+            r = int(rng.integers(0, ds.height - h + 1))
+            c = int(rng.integers(0, ds.width - w + 1))
+            win = Window(c, r, w, h)
+            image = ds.read([1, 2, 3] if ds.count >= 3 else [1, 1, 1], window=win).transpose(1, 2, 0)
+            valid = (ds.dataset_mask(window=win) > 0).astype(np.uint8)
+            geoms = self._vectors(s, ds.crs)
+            gsd = pixel_size_m(ds) or 1.0
+            half = self.cfg.road_width_m / 2
+            # buffer in metres: in CRS units for projected CRSs, through the pixel size otherwise
+            unit = half if not ds.crs.is_geographic else half / gsd * abs(ds.transform.a)
+            shapes = [g.buffer(unit) if g.geom_type in ("LineString", "MultiLineString") else g for g in geoms]
+            mask = rasterize(
+                [(g, 1) for g in shapes if not g.is_empty], out_shape=(h, w),
+                transform=window_transform(win, ds.transform), dtype="uint8",
+            )  # fmt: skip
+        if image.dtype != np.uint8:
+            lo, hi = np.percentile(image[valid > 0], [2, 98]) if valid.any() else (0, 1)
+            image = (np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+        return np.ascontiguousarray(image), mask, valid

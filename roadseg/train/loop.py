@@ -1,0 +1,398 @@
+"""The training tool: ``fit(config, run_dir)``. DDP-aware (torchrun), AMP, exact resume.
+
+Under ``torchrun --nproc_per_node N -m roadseg train ...`` each process trains on its shard
+(DistributedSampler) inside DistributedDataParallel; rank 0 logs and saves. A checkpoint
+(``last.pt``) holds the model in roadseg's checkpoint format plus the optimizer, scheduler,
+AMP scaler, RNG states, epoch and step, so ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from tqdm import tqdm
+
+from roadseg.checkpoint import build_model, read_checkpoint, save_model
+from roadseg.config import TrainConfig, config_from_dict, save_config, to_dict
+from roadseg.errors import InputError, RoadsegError
+from roadseg.evaluate.pixel import Confusion
+from roadseg.inference.predict import resolve_device
+from roadseg.normalization import IMAGENET, OFFICIAL_DLINKNET, Normalization
+from roadseg.train.dataset import GeoWindowDataset, RoadDataset, discover, split
+from roadseg.train.losses import bce_dice_loss
+
+log = logging.getLogger(__name__)
+
+LOG_FIELDS = ["epoch", "step", "train_loss", "val_loss", "val_iou", "val_f1", "lr", "images_per_s", "seconds"]
+
+
+class TrainingDiverged(RoadsegError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class DistInfo:
+    """Process-group facts; world 1 when not launched by torchrun."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:  # noqa: D102
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> DistInfo:
+    """Join the process group torchrun set up (env://), NCCL on CUDA, gloo otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device_name != "cpu"
+    if use_cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistInfo(rank=dist.get_rank(), local_rank=local, world=dist.get_world_size())
+
+
+class _SkipSampler(Sampler[int]):
+    """Yields a base sampler's indices from position ``start`` on (mid-epoch resume)."""
+
+    def __init__(self, base: Sampler[int], start: int) -> None:
+        self.base, self.start = base, start
+
+    def __iter__(self) -> Iterator[int]:
+        for i, idx in enumerate(self.base):
+            if i >= self.start:
+                yield idx
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.start)  # type: ignore[arg-type]
+
+
+class _EpochPermutation(Sampler[int]):
+    """A seeded permutation per epoch (single process)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # noqa: D102
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _normalization(cfg: TrainConfig) -> Normalization:
+    return OFFICIAL_DLINKNET if cfg.model.normalization == "dlinknet" else IMAGENET
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+    p = state["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+def _seed_all(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def _autocast(device: torch.device, enabled: bool) -> tuple[contextlib.AbstractContextManager[Any], torch.dtype | None]:
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext(), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype), dtype
+
+
+def fit(
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train per ``cfg`` into ``run_dir`` (config.yaml, log.csv, last.pt, best.pt).
+
+    With ``resume``, the state in ``run_dir/last.pt`` is restored exactly and training runs
+    on up to ``cfg.epochs`` in total. Returns the last epoch's log row.
+    """
+    run_dir = Path(run_dir)
+    di = init_distributed(cfg.device)
+    device = resolve_device(cfg.device) if di.world == 1 or cfg.device == "cpu" else (
+        torch.device("cuda", di.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    )  # fmt: skip
+    state = None
+    if resume:
+        ckpt = run_dir / "last.pt"
+        if not ckpt.is_file():
+            raise InputError(f"--resume: '{ckpt}' not found; is '{run_dir}' a roadseg run folder?")
+        state = read_checkpoint(ckpt)
+        if "train_state" not in state:
+            raise InputError(f"'{ckpt}' holds no training state to resume from")
+        saved = config_from_dict(state["meta"]["config"])
+        # the saved run defines everything but its length and runtime placement
+        cfg = config_from_dict({**to_dict(saved), "epochs": cfg.epochs, "device": cfg.device,
+                                "data": {**to_dict(saved)["data"], "num_workers": cfg.data.num_workers}})  # fmt: skip
+    _seed_all(cfg.seed, cfg.deterministic)
+    if di.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+
+    norm = _normalization(cfg)
+    layout, samples = discover(cfg.data)
+    train_s, val_s = split(samples, cfg.data)
+    if not train_s:
+        raise InputError("the validation split took every sample; lower data.val_fraction")
+    ds_cls = GeoWindowDataset if layout == "geotiff" else RoadDataset
+    train_ds = ds_cls(train_s, cfg.data, norm, train=True, seed=cfg.seed)
+    val_ds = ds_cls(val_s, cfg.data, norm, train=False, seed=cfg.seed) if val_s else None
+
+    arch_kwargs = dict(cfg.model.kwargs)
+    if cfg.model.encoder_weights is not None and not resume:
+        arch_kwargs["encoder_weights"] = cfg.model.encoder_weights
+    model = build_model(cfg.model.arch, **arch_kwargs)
+    if cfg.data.crop_size % int(getattr(model, "size_divisor", 32)):
+        raise InputError(f"data.crop_size {cfg.data.crop_size} must be a multiple of {model.size_divisor}")
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+    if di.world > 1 and cfg.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not cfg.deterministic
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+    net: nn.Module = model
+    if di.world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[di.local_rank] if device.type == "cuda" else None)
+
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=cfg.optim.plateau_factor, patience=cfg.optim.plateau_patience
+    )
+    autocast, amp_dtype = _autocast(device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    start_epoch, start_step, global_step, best_iou = 0, 0, 0, -1.0
+    if state is not None:
+        ts = state["train_state"]
+        opt.load_state_dict(ts["optimizer"])
+        sched.load_state_dict(ts["scheduler"])
+        scaler.load_state_dict(ts["scaler"])
+        start_epoch, start_step = ts["epoch"], ts["step_in_epoch"]
+        global_step, best_iou = ts["global_step"], ts["best_iou"]
+        _set_rng_state(ts["rng"])
+
+    if di.world > 1:
+        base_sampler: Any = DistributedSampler(train_ds, num_replicas=di.world, rank=di.rank, shuffle=True, seed=cfg.seed)
+    else:
+        base_sampler = _EpochPermutation(len(train_ds), cfg.seed)
+    loader_kw: dict[str, Any] = {
+        "batch_size": cfg.batch_size,
+        "num_workers": cfg.data.num_workers,
+        "pin_memory": device.type == "cuda",
+        "drop_last": len(train_ds) // di.world >= cfg.batch_size,
+        "persistent_workers": False,
+    }
+    steps_per_epoch = len(base_sampler) // cfg.batch_size if loader_kw["drop_last"] else math.ceil(len(base_sampler) / cfg.batch_size)  # type: ignore[arg-type]
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+
+    def save_last(epoch: int, step_in_epoch: int, metrics: dict[str, Any]) -> None:
+        if not di.main:
+            return
+        train_state = {
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+            "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+            "best_iou": best_iou, "rng": _rng_state(),
+        }  # fmt: skip
+        _save(model, run_dir / "last.pt", cfg, norm, metrics, extra={"train_state": train_state})
+
+    logger = _CsvLog(run_dir / "log.csv", di.main, resume)
+    tb = _tensorboard(run_dir) if di.main else None
+    row: dict[str, Any] = {}
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            if opt.param_groups[0]["lr"] < cfg.optim.min_lr:
+                log.info("lr %.2e < min_lr %.2e: stopping", opt.param_groups[0]["lr"], cfg.optim.min_lr)
+                break
+            train_ds.set_epoch(epoch)
+            base_sampler.set_epoch(epoch)
+            skip = start_step if epoch == start_epoch else 0
+            loader = DataLoader(train_ds, sampler=_SkipSampler(base_sampler, skip * cfg.batch_size), **loader_kw)
+            net.train()
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros(2, device=device)  # (sum of losses, batches)
+            images = 0
+            bar = tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not (progress and di.main), leave=False, dynamic_ncols=True)  # fmt: skip
+            step = skip
+            for x, y, v in loader:
+                if step >= steps_per_epoch:
+                    break
+                x, y, v = (t.to(device, non_blocking=True) for t in (x, y, v))
+                if device.type == "cuda" and cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast:
+                    logits = net(x)
+                loss = bce_dice_loss(logits, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last good "
+                        f"checkpoint is {run_dir / 'last.pt'}. Lower optim.lr or disable amp and resume"
+                    )
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                loss_sum += torch.stack([loss.detach(), torch.ones((), device=device)])
+                images += x.shape[0]
+                step += 1
+                global_step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0 and step < steps_per_epoch:
+                    save_last(epoch, step, {"epoch": epoch + 1, "step": step})
+            bar.close()
+            if di.world > 1:
+                dist.all_reduce(loss_sum)
+            train_loss = float(loss_sum[0] / loss_sum[1].clamp_min(1))
+            seconds = time.perf_counter() - t0
+            val = _validate(net, val_ds, cfg, device, di, autocast) if val_ds is not None else {}
+            monitored = val.get("val_loss", train_loss) if cfg.optim.monitor == "val_loss" else train_loss
+            sched.step(monitored)
+            row = {
+                "epoch": epoch + 1, "step": global_step, "train_loss": train_loss,
+                "val_loss": val.get("val_loss"), "val_iou": val.get("val_iou"), "val_f1": val.get("val_f1"),
+                "lr": opt.param_groups[0]["lr"], "images_per_s": images * di.world / max(seconds, 1e-9),
+                "seconds": seconds,
+            }  # fmt: skip
+            logger.write(row)
+            if tb is not None:
+                for k, value in row.items():
+                    if value is not None and k not in ("epoch", "step"):
+                        tb.add_scalar(k, value, epoch + 1)
+            if di.main:
+                log.info(_format_row(row))
+            iou = val.get("val_iou")
+            if iou is not None and iou > best_iou:
+                best_iou = iou
+                if di.main:
+                    _save(model, run_dir / "best.pt", cfg, norm, row)
+            save_last(epoch + 1, 0, row)
+    finally:
+        logger.close()
+        if tb is not None:
+            tb.close()
+        if di.world > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+    return row
+
+
+def _save(model: nn.Module, path: Path, cfg: TrainConfig, norm: Normalization, metrics: dict[str, Any], extra: Any = None) -> None:
+    save_model(
+        model, path, normalization=norm, gsd_m=cfg.data.gsd_m, threshold=cfg.threshold,
+        arch=cfg.model.arch, arch_kwargs=dict(cfg.model.kwargs), extra=extra,
+        config=to_dict(cfg), metrics={k: v for k, v in metrics.items() if v is not None},
+        torch_version=torch.__version__,
+    )  # fmt: skip
+
+
+def _validate(
+    net: nn.Module, ds: Any, cfg: TrainConfig, device: torch.device, di: DistInfo, autocast: Any
+) -> dict[str, float]:
+    net.eval()
+    sampler = DistributedSampler(ds, num_replicas=di.world, rank=di.rank, shuffle=False) if di.world > 1 else None
+    loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.data.num_workers)
+    totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss sum, batches, tp, fp, fn
+    with torch.inference_mode():
+        for x, y, v in loader:
+            x, y, v = (t.to(device) for t in (x, y, v))
+            with autocast:
+                logits = net(x)
+            loss = bce_dice_loss(logits, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight)
+            c = Confusion()
+            c.update(
+                (torch.sigmoid(logits.float()) >= cfg.threshold).cpu().numpy(),
+                y.cpu().numpy() > 0.5, v.cpu().numpy() > 0.5,
+            )  # fmt: skip
+            totals += torch.tensor([float(loss), 1.0, c.tp, c.fp, c.fn], dtype=torch.float64, device=device)
+    if di.world > 1:
+        dist.all_reduce(totals)
+    conf = Confusion(int(totals[2]), int(totals[3]), int(totals[4]))
+    return {"val_loss": float(totals[0] / totals[1].clamp_min(1)), "val_iou": conf.iou, "val_f1": conf.f1}
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    parts = [f"epoch {row['epoch']}", f"train_loss {row['train_loss']:.4f}"]
+    for key in ("val_loss", "val_iou", "val_f1"):
+        if row.get(key) is not None:
+            parts.append(f"{key} {row[key]:.4f}")
+    parts += [f"lr {row['lr']:.2e}", f"{row['images_per_s']:.1f} img/s"]
+    return "  ".join(parts)
+
+
+class _CsvLog:
+    def __init__(self, path: Path, enabled: bool, append: bool) -> None:
+        self.file = None
+        if enabled:
+            new = not (append and path.exists())
+            self.file = open(path, "a" if not new else "w", newline="")  # noqa: SIM115
+            self.writer = csv.DictWriter(self.file, fieldnames=LOG_FIELDS)
+            if new:
+                self.writer.writeheader()
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.file is not None:
+            self.writer.writerow(row)
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tb"))

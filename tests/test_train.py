@@ -1,0 +1,207 @@
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import roadseg
+from roadseg.cli import main
+from roadseg.config import load_config
+from roadseg.errors import ConfigError, InputError
+from roadseg.train import loop as loop_mod
+from roadseg.train.dataset import discover
+from roadseg.train.loop import TrainingDiverged, fit
+
+
+def make_deepglobe(root: Path, n: int = 6, size: int = 64, seed: int = 0) -> Path:
+    """Tiny DeepGlobe-layout dataset: bright roads (rows/columns) on textured ground."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = rng.integers(30, 110, size=(size, size, 3), dtype=np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        r, c = rng.integers(8, size - 8, 2)
+        mask[r : r + 4, :] = 255
+        mask[:, c : c + 4] = 255
+        img[mask > 0] = rng.integers(180, 230, size=(int((mask > 0).sum()), 3), dtype=np.uint8)
+        Image.fromarray(img).save(root / f"{i}_sat.jpg", quality=95)
+        Image.fromarray(np.stack([mask] * 3, -1)).save(root / f"{i}_mask.png")  # RGB masks, as DeepGlobe
+    return root
+
+
+def tiny_cfg(data: Path, **overrides):
+    sets = [
+        f"data.root={data}", "model.arch=unet", "model.encoder_weights=null",
+        "model.kwargs={depth: 2, base_channels: 8}", "data.crop_size=64", "data.num_workers=0",
+        "batch_size=2", "amp=false", "deterministic=true", "optim.lr=0.01",
+    ]  # fmt: skip
+    sets += [f"{k}={v}" for k, v in overrides.items()]
+    return load_config(None, sets)
+
+
+def _rows(run: Path):
+    with open(run / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_overfits_tiny_dataset(tmp_path):
+    data = make_deepglobe(tmp_path / "dg", n=8)
+    cfg = tiny_cfg(data, epochs=25, **{"data.val_fraction": 0.25})
+    fit(cfg, tmp_path / "run", progress=False)
+    rows = _rows(tmp_path / "run")
+    first, last = rows[0], rows[-1]
+    assert float(last["train_loss"]) < 0.6 * float(first["train_loss"])
+    road_fraction = 0.12  # ~2 x 4 px lines in 64 px: chance IoU is about this
+    assert float(last["val_iou"]) > 3 * road_fraction
+    model, info = roadseg.load_model(tmp_path / "run" / "best.pt")
+    assert info.gsd_m == 0.5 and info.meta["config"]["model"]["arch"] == "unet"
+
+
+def _weights(path):
+    return roadseg.load_model(path)[0].state_dict()
+
+
+def _assert_same(a, b):
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_at_epoch_boundary_is_exact(tmp_path):
+    data = make_deepglobe(tmp_path / "dg", n=5)
+    fit(tiny_cfg(data, epochs=2), tmp_path / "a", progress=False)  # 4 train samples: 2 steps/epoch
+    fit(tiny_cfg(data, epochs=1), tmp_path / "b", progress=False)
+    fit(tiny_cfg(data, epochs=2), tmp_path / "b", resume=True, progress=False)
+    _assert_same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
+    assert [r["epoch"] for r in _rows(tmp_path / "b")] == ["1", "2"]
+
+
+def test_resume_after_kill_mid_epoch_is_exact(tmp_path, monkeypatch):
+    data = make_deepglobe(tmp_path / "dg", n=9)  # 8 train samples, batch 2: 4 steps
+    cfg = tiny_cfg(data, epochs=1, checkpoint_every=1)
+    fit(cfg, tmp_path / "a", progress=False)
+    real = loop_mod.bce_dice_loss
+    calls = {"n": 0}
+
+    def killed_at_step_4(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop_mod, "bce_dice_loss", killed_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path / "b", progress=False)
+    monkeypatch.setattr(loop_mod, "bce_dice_loss", real)
+    state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["train_state"]
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 3)
+    fit(cfg, tmp_path / "b", resume=True, progress=False)
+    _assert_same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    data = make_deepglobe(tmp_path / "dg", n=5)
+    cfg = tiny_cfg(data, epochs=3)
+    real = loop_mod.bce_dice_loss
+    calls = {"n": 0}
+
+    def nan_later(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] > 3 else loss  # epoch 1: 2 train + 1 val call
+
+    monkeypatch.setattr(loop_mod, "bce_dice_loss", nan_later)
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2"):
+        fit(cfg, tmp_path / "run", progress=False)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["epoch"] == 1
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['optim.learning_rate'\]"):
+        load_config(None, ["optim.learning_rate=0.1"])
+    with pytest.raises(ConfigError, match="config key 'epochs': expected int"):
+        load_config(None, ["epochs=many"])
+    with pytest.raises(ConfigError, match="'model.normalization'"):
+        load_config(None, ["model.normalization=zscore"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "dlinknet34_deepglobe.yaml", ["optim.lr=1e-3"])
+    assert cfg.optim.lr == 1e-3 and cfg.model.arch == "dlinknet34" and cfg.data.crop_size == 1024
+
+
+@pytest.mark.parametrize("name", ["dlinknet34", "linknet34", "unet", "resunet34", "tiny_cpu"])
+def test_shipped_configs_load(name):
+    path = Path(__file__).parents[1] / "configs" / f"{name if name == 'tiny_cpu' else name + '_deepglobe'}.yaml"
+    cfg = load_config(path)
+    roadseg.create_model(cfg.model.arch, **cfg.model.kwargs)
+
+
+def test_discovery_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no training data found"):
+        discover(load_config(None, [f"data.root={empty}"]).data)
+    data = make_deepglobe(tmp_path / "dg", n=3)
+    (data / "1_mask.png").unlink()
+    with pytest.raises(InputError, match=r"1 image\(s\) .* have no mask \(1_sat.jpg\)"):
+        discover(load_config(None, [f"data.root={data}"]).data)
+    folders = tmp_path / "f"
+    (folders / "images").mkdir(parents=True)
+    (folders / "labels").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folders / "images" / "a.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folders / "labels" / "a.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folders / "images" / "b.png")
+    with pytest.raises(InputError, match=r"b.png\); expected a file with the same name stem in 'labels/'"):
+        discover(load_config(None, [f"data.root={folders}"]).data)
+
+
+def test_white_nodata_is_invalid(tmp_path):
+    from roadseg.normalization import IMAGENET
+    from roadseg.train.dataset import RoadDataset
+
+    data = make_deepglobe(tmp_path / "dg", n=1)
+    img = np.asarray(Image.open(data / "0_sat.jpg")).copy()
+    img[:, :20] = 255
+    Image.fromarray(img).save(data / "0_sat.png")
+    (data / "0_sat.jpg").unlink()
+    cfg = load_config(None, [f"data.root={data}", "data.crop_size=64", "data.invalid_rule=white"]).data
+    _, samples = discover(cfg)
+    _, _, valid = RoadDataset(samples, cfg, IMAGENET, train=False)[0]
+    assert valid[0, :, :20].sum() == 0 and valid[0, :, 25:].min() == 1
+
+
+def test_train_cli_and_resume(tmp_path, capsys):
+    data = make_deepglobe(tmp_path / "dg", n=5)
+    base = ["--data", str(data), "--set", "model.arch=unet", "--set", "model.encoder_weights=null",
+            "--set", "model.kwargs={depth: 1, base_channels: 4}", "--crop-size", "64", "--batch-size", "2",
+            "--set", "data.num_workers=0", "-q"]  # fmt: skip
+    assert main(["train", "--out", str(tmp_path / "run"), "--epochs", "1", *base]) == 0
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "-q"]) == 0
+    assert [r["epoch"] for r in _rows(tmp_path / "run")] == ["1", "2"]
+    assert main(["train", "--data", str(tmp_path / "nope"), "-q"]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_ddp_two_gloo_processes(tmp_path):
+    data = make_deepglobe(tmp_path / "dg", n=9)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        "-m", "roadseg", "train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "2",
+        "--device", "cpu", "--crop-size", "64", "--batch-size", "2", "-q",
+        "--set", "model.arch=unet", "--set", "model.encoder_weights=null",
+        "--set", "model.kwargs={depth: 1, base_channels: 4}", "--set", "data.num_workers=0",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = _rows(tmp_path / "run")
+    assert [r["epoch"] for r in rows] == ["1", "2"]  # rank 0 alone logs
+    # 8 train samples over 2 processes x batch 2: 2 steps per epoch
+    assert rows[-1]["step"] == "4"
+    assert roadseg.load_model(tmp_path / "run" / "last.pt")[1].arch == "unet"

@@ -251,6 +251,39 @@ def train_cmd(
         _echo(f"run folder {run_dir}: last.pt, best.pt, log.csv")
 
 
+@app.command("evaluate")
+def evaluate_cmd(
+    pred: Annotated[Path, typer.Option(help="Prediction: raster(s) or line layer(s), file or folder.")],
+    truth: Annotated[Path, typer.Option(help="Truth, of the same kind, paired by file id.")],
+    relax_px: Annotated[int, typer.Option(min=0, help="Relaxed precision/recall tolerance (pixels).")] = 3,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    per_image: Annotated[Path | None, typer.Option(help="Write per-image rows to this CSV.")] = None,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Score predictions: pixel IoU/F1/relaxed P-R/breakeven, or graph APLS/TOPO."""
+    _setup(verbose, quiet)
+    import csv
+    import json
+
+    from roadseg.evaluate.tool import evaluate
+
+    res = evaluate(pred, truth, relax_px=relax_px)
+    if per_image is not None and res.rows:
+        from roadseg.io.atomic import atomic_path
+
+        with atomic_path(per_image) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(res.rows[0]))
+            writer.writeheader()
+            writer.writerows(res.rows)
+    if json_:
+        typer.echo(json.dumps({k: round(v, 6) for k, v in res.metrics.items()}))
+        return
+    typer.echo(f"{'metric':<18} value   ({len(res.rows)} pair(s))")
+    for key, value in res.metrics.items():
+        typer.echo(f"{key:<18} {value:.4f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map errors to one-line messages and exit codes."""
     try:

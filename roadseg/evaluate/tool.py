@@ -1,0 +1,192 @@
+"""The evaluate tool: predictions against truth, as rasters (pixel metrics) or lines (graph metrics).
+
+PRED and TRUTH are files or folders; in folders, files are paired by id (the name stem
+without ``_mask``/``_sat``/``_pred``/``_prob``/``_osm`` suffixes). Pixel metrics are
+accumulated over all images (TP/FP/FN summed, as the DeepGlobe scorer does).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from roadseg.errors import InputError
+from roadseg.evaluate.pixel import Confusion, RelaxedCurve
+
+RASTER_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".vrt"}
+VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp"}
+_ID_SUFFIXES = ("_mask", "_sat", "_pred", "_prob", "_osm", "_roads")
+
+
+@dataclass
+class EvalResult:
+    """Overall metrics (flat keys) and per-image rows."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def sample_id(path: Path) -> str:
+    """The pairing id of a file: its stem without the usual role suffixes."""
+    stem = path.stem
+    changed = True
+    while changed:
+        changed = False
+        for suffix in _ID_SUFFIXES:
+            if stem.endswith(suffix) and len(stem) > len(suffix):
+                stem, changed = stem[: -len(suffix)], True
+    return stem
+
+
+def _files(path: Path, suffixes: set[str], what: str) -> dict[str, Path]:
+    if not path.exists():
+        raise InputError(f"{what} '{path}' not found")
+    if path.is_file():
+        return {sample_id(path): path}
+    files = {sample_id(p): p for p in sorted(path.iterdir()) if p.suffix.lower() in suffixes}
+    if not files:
+        raise InputError(f"{what} folder '{path}' holds no files of type {sorted(suffixes)}")
+    return files
+
+
+def pair(pred: Path, truth: Path, suffixes: set[str]) -> list[tuple[str, Path, Path]]:
+    """Match prediction and truth files by id; any unmatched file is an error."""
+    p, t = _files(pred, suffixes, "prediction"), _files(truth, suffixes, "truth")
+    if len(p) == 1 and len(t) == 1:
+        (pid, pp), (_, tp) = next(iter(p.items())), next(iter(t.items()))
+        return [(pid, pp, tp)]
+    missing_pred = sorted(set(t) - set(p))
+    missing_truth = sorted(set(p) - set(t))
+    if missing_pred or missing_truth:
+        raise InputError(
+            f"unmatched files: no prediction for {missing_pred[:5]}, no truth for {missing_truth[:5]} "
+            "(files pair by name stem, ignoring _mask/_sat/_pred/_prob suffixes)"
+        )
+    return [(k, p[k], t[k]) for k in sorted(p)]
+
+
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            with rasterio.open(path) as ds:
+                data = ds.read(1)
+                valid = ds.read_masks(1) > 0 if ds.nodata is not None else None
+        except rasterio.errors.RasterioIOError as exc:
+            raise InputError(f"cannot read raster '{path}': {str(exc).splitlines()[0]}") from None
+    return data, valid
+
+
+def _to_levels(data: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(uint8 levels 0..255, is_probability): floats 0-1, 0-255 rasters, and 0/1 masks."""
+    if data.dtype.kind == "f":
+        return np.clip(np.rint(data * 255), 0, 255).astype(np.uint8), True
+    vmax = int(data.max()) if data.size else 0
+    if vmax <= 1:
+        return (data > 0).astype(np.uint8) * 255, False
+    values = np.unique(data)
+    return np.clip(data, 0, 255).astype(np.uint8), not np.all(np.isin(values, (0, 255)))
+
+
+def evaluate_rasters(pred: Path, truth: Path, *, relax_px: int = 3, threshold: float = 0.5) -> EvalResult:
+    """Pixel metrics over matched raster pairs."""
+    conf = Confusion()
+    curve = RelaxedCurve(relax_px)
+    result = EvalResult()
+    any_prob = False
+    level = int(np.ceil(threshold * 255))
+    for sid, pp, tp in pair(pred, truth, RASTER_SUFFIXES):
+        p_raw, p_valid = _read(pp)
+        t_raw, t_valid = _read(tp)
+        if p_raw.shape != t_raw.shape:
+            raise InputError(f"'{pp.name}' is {p_raw.shape[::-1]} but '{tp.name}' is {t_raw.shape[::-1]} (width x height)")
+        levels, is_prob = _to_levels(p_raw)
+        any_prob |= is_prob
+        t = t_raw >= (128 if t_raw.max() > 1 else 1)
+        valid = None if p_valid is None and t_valid is None else (
+            (p_valid if p_valid is not None else True) & (t_valid if t_valid is not None else True)
+        )  # fmt: skip
+        pbin = levels >= level
+        c = Confusion()
+        c.update(pbin, t, valid)
+        conf.add(c.tp, c.fp, c.fn)
+        one = RelaxedCurve(relax_px)
+        one.update(levels, t, valid)
+        for name in ("pred_all", "pred_near", "truth_near_max"):
+            getattr(curve, name)[:] += getattr(one, name)
+        curve.truth_total += one.truth_total
+        rp, rr = one.at(level)
+        result.rows.append({"id": sid, "iou": c.iou, "precision": c.precision, "recall": c.recall, "f1": c.f1,
+                            "relaxed_precision": rp, "relaxed_recall": rr, "tp": c.tp, "fp": c.fp, "fn": c.fn})  # fmt: skip
+    if conf.tp + conf.fn == 0 and conf.fp == 0:
+        warnings.warn("neither prediction nor truth has any road pixel", stacklevel=2)
+    rp, rr = curve.at(level)
+    result.metrics = {"iou": conf.iou, "precision": conf.precision, "recall": conf.recall, "f1": conf.f1,
+                      "relaxed_precision": rp, "relaxed_recall": rr}  # fmt: skip
+    if any_prob:
+        result.metrics["breakeven"] = curve.breakeven()
+    return result
+
+
+def _read_lines(path: Path) -> Any:
+    import geopandas as gpd
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            df = gpd.read_file(path)
+    except Exception as exc:  # noqa: BLE001 - any OGR failure is a bad input file
+        raise InputError(f"cannot read vector file '{path}': {str(exc).splitlines()[0]}") from None
+    df = df[df.geometry.notna() & ~df.geometry.is_empty]
+    if len(df) and df.crs is None:
+        raise InputError(f"'{path}' has no CRS; graph metrics need georeferenced lines")
+    return df
+
+
+def evaluate_graphs(pred: Path, truth: Path) -> EvalResult:
+    """APLS and TOPO over matched line-layer pairs (mean over pairs), in the truth's UTM zone."""
+    import shapely
+
+    from roadseg.evaluate.graph import apls, topo
+
+    result = EvalResult()
+    for sid, pp, tp in pair(pred, truth, VECTOR_SUFFIXES):
+        t_df, p_df = _read_lines(tp), _read_lines(pp)
+        if t_df.empty:
+            raise InputError(f"truth '{tp}' holds no lines")
+        utm = t_df.estimate_utm_crs()
+        t_lines = list(shapely.get_parts(t_df.to_crs(utm).geometry.values))
+        p_lines = list(shapely.get_parts(p_df.to_crs(utm).geometry.values)) if len(p_df) else []
+        row = {"id": sid, **apls(t_lines, p_lines), **topo(t_lines, p_lines)}
+        result.rows.append(row)
+    keys = ("apls", "topo", "topo_precision", "topo_recall")
+    result.metrics = {k: float(np.mean([r[k] for r in result.rows])) for k in keys}
+    return result
+
+
+def evaluate(pred: str | os.PathLike[str], truth: str | os.PathLike[str], *, relax_px: int = 3) -> EvalResult:
+    """Pixel metrics for rasters, graph metrics for line layers (chosen by file type)."""
+    pred, truth = Path(pred), Path(truth)
+
+    def kind(p: Path) -> str:
+        files = [p] if p.is_file() else (sorted(p.iterdir()) if p.is_dir() else [])
+        if any(f.suffix.lower() in VECTOR_SUFFIXES for f in files):
+            return "vector"
+        return "raster"
+
+    if not pred.exists() or not truth.exists():
+        raise InputError(f"'{pred if not pred.exists() else truth}' not found")
+    kp, kt = kind(pred), kind(truth)
+    if kp != kt:
+        raise InputError(f"--pred is {kp} but --truth is {kt}; compare rasters with rasters, lines with lines")
+    if kp == "vector":
+        return evaluate_graphs(pred, truth)
+    return evaluate_rasters(pred, truth, relax_px=relax_px)

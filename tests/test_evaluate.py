@@ -1,0 +1,145 @@
+import json
+import time
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from conftest import write_raster
+from shapely import affinity
+from shapely.geometry import LineString
+
+from roadseg.cli import main
+from roadseg.errors import InputError
+from roadseg.evaluate.graph import apls, topo
+from roadseg.evaluate.pixel import Confusion, RelaxedCurve
+from roadseg.evaluate.tool import evaluate, sample_id
+
+LEFT, BRIDGE, RIGHT = LineString([(0, 0), (200, 0)]), LineString([(200, 0), (300, 0)]), LineString([(300, 0), (500, 0)])
+
+
+def test_apls_identical_is_one():
+    truth = [LEFT, BRIDGE, RIGHT, LineString([(250, 0), (250, 300)])]
+    assert apls(truth, truth)["apls"] == pytest.approx(1.0)
+    assert topo(truth, truth)["topo"] == pytest.approx(1.0)
+
+
+def test_apls_removed_bridge_loses_the_crossing_paths():
+    # truth: 11 control nodes 0..500 m; prediction lacks the bridge (and node 250 m):
+    # 110 ordered pairs, 40 within a side survive, 70 cross the gap and score 1.
+    r = apls([LEFT, BRIDGE, RIGHT], [LEFT, RIGHT])
+    assert r["apls_gt_to_prop"] == pytest.approx(1 - 70 / 110)
+    assert r["apls_prop_to_gt"] == pytest.approx(1.0)
+    assert r["apls"] == pytest.approx(2 * (40 / 110) / (1 + 40 / 110))
+
+
+def test_apls_empty_prediction_is_zero():
+    assert apls([LEFT, BRIDGE], [])["apls"] == 0.0
+    assert topo([LEFT, BRIDGE], [])["topo"] == 0.0
+
+
+def test_apls_node_snapping_tolerance():
+    truth = [LEFT, BRIDGE, RIGHT]
+    near = [affinity.translate(g, 0, 3.0) for g in truth]  # within the 4 m snap
+    far = [affinity.translate(g, 0, 6.0) for g in truth]
+    assert apls(truth, near)["apls"] == pytest.approx(1.0, abs=1e-6)
+    assert apls(truth, far)["apls"] == 0.0
+
+
+def test_apls_detour_scores_length_difference():
+    truth = [LineString([(0, 0), (100, 0)])]
+    detour = [LineString([(0, 0), (0, 25), (100, 25), (100, 0)])]  # 150 m instead of 100 m
+    r = apls(truth, detour, None)
+    assert 0 < r["apls_gt_to_prop"] < 1
+
+
+def test_apls_10000_edges_is_fast():
+    rng = np.random.default_rng(0)
+    lines = []
+    n = 50  # a 50 x 50 street grid, 100 m blocks: ~10 000 edges after noding
+    for i in range(n + 1):
+        lines.append(LineString([(0, i * 100), (n * 100, i * 100)]))
+        lines.append(LineString([(i * 100, 0), (i * 100, n * 100)]))
+    pred = [affinity.translate(g, float(rng.normal(0, 1)), float(rng.normal(0, 1))) for g in lines[:-10]]
+    t0 = time.perf_counter()
+    r = apls(lines, pred)
+    assert time.perf_counter() - t0 < 60
+    assert 0.5 < r["apls"] < 1.0
+
+
+def test_confusion_and_relaxed():
+    truth = np.zeros((50, 50), bool)
+    truth[20:23, :] = True
+    pred = np.roll(truth, 2, axis=0)  # 2 px off
+    c = Confusion()
+    c.update(pred, truth)
+    assert (c.tp, c.fp, c.fn) == (50, 100, 100) and c.iou == pytest.approx(50 / 250)
+    curve = RelaxedCurve(3)
+    curve.update(pred.astype(np.uint8) * 255, truth)
+    assert curve.at(128) == (1.0, 1.0)
+    strict = RelaxedCurve(0)
+    strict.update(pred.astype(np.uint8) * 255, truth)
+    assert strict.at(128) == pytest.approx((1 / 3, 1 / 3))
+
+
+def test_breakeven_of_a_probability_map():
+    truth = np.zeros((64, 64), bool)
+    truth[30:34, :] = True
+    prob = np.where(truth, 200, 20).astype(np.uint8)
+    prob[0:4, :] = 150  # a false road at 150: precision drops below t=150
+    curve = RelaxedCurve(3)
+    curve.update(prob, truth)
+    assert curve.at(151) == (1.0, 1.0)
+    assert curve.breakeven() == pytest.approx(1.0)
+
+
+def test_evaluate_raster_folders(tmp_path, capsys):
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "truth").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        t = (rng.random((40, 40)) > 0.8).astype(np.uint8) * 255
+        write_raster(tmp_path / "truth" / f"{i}_mask.png", t, crs=None)
+        write_raster(tmp_path / "pred" / f"{i}_prob.tif", t)
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"), "--json",
+                 "--per-image", str(tmp_path / "rows.csv")]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert out["iou"] == 1.0 and out["f1"] == 1.0 and out["relaxed_precision"] == 1.0
+    assert set(out) == {"iou", "precision", "recall", "f1", "relaxed_precision", "relaxed_recall"}
+    assert len((tmp_path / "rows.csv").read_text().splitlines()) == 4
+
+
+def test_evaluate_errors(tmp_path):
+    write_raster(tmp_path / "a.tif", np.zeros((10, 10), np.uint8))
+    write_raster(tmp_path / "b.tif", np.zeros((12, 10), np.uint8))
+    with pytest.raises(InputError, match="is \\(10, 10\\) but"):
+        evaluate(tmp_path / "a.tif", tmp_path / "b.tif")
+    (tmp_path / "p").mkdir()
+    (tmp_path / "t").mkdir()
+    write_raster(tmp_path / "p" / "1.tif", np.zeros((10, 10), np.uint8))
+    write_raster(tmp_path / "p" / "2.tif", np.zeros((10, 10), np.uint8))
+    write_raster(tmp_path / "t" / "1_mask.tif", np.zeros((10, 10), np.uint8))
+    write_raster(tmp_path / "t" / "3_mask.tif", np.zeros((10, 10), np.uint8))
+    with pytest.raises(InputError, match=r"no prediction for \['3'\], no truth for \['2'\]"):
+        evaluate(tmp_path / "p", tmp_path / "t")
+    (tmp_path / "e").mkdir()
+    with pytest.raises(InputError, match="holds no files"):
+        evaluate(tmp_path / "e", tmp_path / "t")
+    assert sample_id(tmp_path / "104_sat_mask.png") == "104"
+
+
+def test_spacenet_labels_against_shifted_copy(tmp_path, shared_data, capsys):
+    """Real case: SpaceNet Vegas labels against themselves shifted by 2 m and by 6 m."""
+    src = shared_data / "spacenet3_roads_vegas" / "labels_only" / "spacenetroads" / "AOI_2_Vegas_img99.geojson"
+    df = gpd.read_file(src)
+    utm = df.estimate_utm_crs()
+    scores = {}
+    for shift in (0.0, 2.0, 6.0):
+        moved = df.to_crs(utm)
+        moved["geometry"] = moved.geometry.translate(shift, 0)
+        moved.to_crs(4326).to_file(tmp_path / f"p{shift}.geojson")
+        assert main(["evaluate", "--pred", str(tmp_path / f"p{shift}.geojson"), "--truth", str(src), "--json"]) == 0
+        scores[shift] = json.loads(capsys.readouterr().out)
+    print("SpaceNet img99 shifted:", {k: (v["apls"], v["topo"]) for k, v in scores.items()})
+    assert scores[0.0]["apls"] == pytest.approx(1.0) and scores[0.0]["topo"] == pytest.approx(1.0)
+    assert scores[2.0]["apls"] > 0.9
+    assert scores[6.0]["apls"] < scores[2.0]["apls"] and scores[6.0]["topo"] < scores[2.0]["topo"]

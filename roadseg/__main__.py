@@ -2,4 +2,5 @@
 
 from roadseg.cli import run
 
-run()
+if __name__ == "__main__":  # worker processes (spawn) import this module without running it
+    run()

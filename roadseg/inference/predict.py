@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 128
-#: GDAL block cache during predict (MiB): enough for a row of tiles, independent of scene size.
-GDAL_CACHE_MB = 256
+#: GDAL block cache during predict (MiB): about a row of tiles, independent of scene size.
+GDAL_CACHE_MB = 64
 #: Resample when the scene's GSD differs from the model's by more than this fraction.
 GSD_TOLERANCE = 0.10
 

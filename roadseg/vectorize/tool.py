@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +28,7 @@ from roadseg.io.atomic import check_output_path
 from roadseg.io.raster import open_raster, pixel_size_m
 from roadseg.vectorize import graph as G
 from roadseg.vectorize.geo import areas_m2, driver_for, lengths_m, pixel_to_map, write_vectors
-from roadseg.vectorize.skeleton import iter_block_paths, plan_blocks
+from roadseg.vectorize.skeleton import Block, plan_blocks, process_block
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,7 @@ class VectorizeOptions:
     geometry: str = "line"
     pixel_coords: bool = False
     pixel_size_m: float | None = None  # for rasters without a CRS
+    workers: int = 0  # processes for the blocks; 0: one per core (up to the block count)
     progress: bool = True
 
 
@@ -77,6 +82,57 @@ def _raster_kind(ds: Any) -> tuple[float, bool]:
     return (1.0, False) if vmax <= 1 else (255.0, True)
 
 
+@dataclass(frozen=True)
+class _BlockReader:
+    """Reads the thresholded road mask of a window; picklable, so worker processes can use it."""
+
+    path: str
+    threshold: float
+    has_mask: bool
+
+    def __call__(self, win: Window) -> np.ndarray:
+        ds = _open_cached(self.path)
+        mask = ds.read(1, window=win) >= self.threshold
+        if self.has_mask:
+            mask &= ds.read_masks(1, window=win) > 0
+        return mask
+
+
+_OPEN: dict[str, Any] = {}
+
+
+def _open_cached(path: str) -> Any:
+    """One read handle per process and raster (rasterio handles are not shared across processes)."""
+    key = f"{os.getpid()}:{path}"
+    if key not in _OPEN:
+        _OPEN[key] = rasterio.open(path)
+    return _OPEN[key]
+
+
+def _close_cached() -> None:
+    """Close this process's cached handles."""
+    prefix = f"{os.getpid()}:"
+    for key in [k for k in _OPEN if k.startswith(prefix)]:
+        _OPEN.pop(key).close()
+
+
+@contextlib.contextmanager
+def _block_map(fn: Any, blocks: list[Block], workers: int) -> Iterator[Iterator[Any]]:
+    """Map ``fn`` over blocks in order, on a process pool when there are several blocks.
+
+    The platform's default start method is used (fork on Linux: the workers only run numpy,
+    OpenCV, scikit-image and GDAL, never torch, so forking a process that imported torch is
+    safe, as for DataLoader workers). Where it is spawn (macOS, Windows), scripts calling this
+    need the usual ``if __name__ == "__main__":`` guard.
+    """
+    n = workers or min(os.cpu_count() or 1, len(blocks))
+    if n <= 1 or len(blocks) <= 1:
+        yield map(fn, blocks)
+        return
+    with ProcessPoolExecutor(max_workers=n) as pool:
+        yield pool.map(fn, blocks)
+
+
 def vectorize_raster(
     raster: str | os.PathLike[str], out: str | os.PathLike[str], options: VectorizeOptions | None = None
 ) -> VectorizeResult:
@@ -101,37 +157,30 @@ def vectorize_raster(
         threshold = (0.5 if opts.threshold is None else opts.threshold) * scale
         if not is_prob:
             threshold = 0.5
-        has_mask = ds.nodata is not None or any(
+        reader = _BlockReader(str(raster), threshold, ds.nodata is not None or any(
             rasterio.enums.MaskFlags.all_valid not in f for f in ds.mask_flag_enums
-        )
-
-        def read_mask(win: Window) -> np.ndarray:
-            values = ds.read(1, window=win)
-            mask = values >= threshold
-            if has_mask:
-                mask &= ds.read_masks(1, window=win) > 0
-            return mask
-
+        ))  # fmt: skip
         blocks = plan_blocks(ds.height, ds.width, opts.block_size, opts.halo)
         px_area = gsd * gsd
-        it = iter_block_paths(
-            read_mask, blocks, ds.height, ds.width,
+        work = partial(
+            process_block, reader, scene_h=ds.height, scene_w=ds.width,
             min_hole_px=int(opts.hole_area_m2 / px_area), min_blob_px=int(opts.blob_area_m2 / px_area),
+            keep_mask=opts.geometry == "polygon",
         )  # fmt: skip
         bar = tqdm(total=len(blocks), unit="block", desc="vectorize", disable=not opts.progress, leave=False)
-        paths: list[np.ndarray] = []
+        lines: list[np.ndarray] = []
         polygons: list[Any] = []
-        for block, core_mask, block_paths in it:
-            if opts.geometry == "polygon":
-                if core_mask.any():
+        with _block_map(work, blocks, opts.workers) as results:
+            for block, (block_lines, core_mask) in zip(blocks, results, strict=True):
+                lines += block_lines
+                if core_mask is not None and core_mask.any():
                     t = ds.transform @ Affine.translation(block.col, block.row)
                     polygons += [
                         shapely.geometry.shape(g)
-                        for g, v in shapes(core_mask.astype(np.uint8), mask=core_mask, transform=t)
+                        for g, _ in shapes(core_mask.astype(np.uint8), mask=core_mask, transform=t)
                     ]
-            else:
-                paths += block_paths
-            bar.update(1)
+                bar.update(1)
+        _close_cached()
         bar.close()
         shape = (ds.height, ds.width)
         transform = ds.transform
@@ -142,7 +191,7 @@ def vectorize_raster(
             n_comp = len(geoms)
             total = None
         else:
-            graph = _clean_graph(paths, gsd, shape, opts)
+            graph = _clean_graph(lines, gsd, shape, opts)
             geoms, columns, n_comp = _graph_to_features(graph, transform, crs, gsd, opts, probs_reader)
             total = sum(v for v in columns["length_m"] if v is not None) if crs else None
     if not geoms:
@@ -152,8 +201,8 @@ def vectorize_raster(
     return VectorizeResult(written, len(geoms), n_comp, total, time.perf_counter() - start)
 
 
-def _clean_graph(paths: list[np.ndarray], gsd: float, shape: tuple[int, int], opts: VectorizeOptions) -> Any:
-    graph = G.build_graph(G.merge_paths(paths))
+def _clean_graph(lines: list[np.ndarray], gsd: float, shape: tuple[int, int], opts: VectorizeOptions) -> Any:
+    graph = G.build_graph(G.merge_lines(lines))
     G.remove_artifacts(graph)
     G.contract_degree_two(graph)
     G.prune_spurs(graph, opts.spur_length_m / gsd, shape)

@@ -159,6 +159,9 @@ def load_model(
             f"(first keys: {keys})"
         )
     model = build_model(info.arch, **info.arch_kwargs)
+    # weights may be stored in half precision (the bundled model is): compute in float32
+    state = {k: v.float() if torch.is_tensor(v) and v.dtype in (torch.float16, torch.bfloat16) else v
+             for k, v in state.items()}  # fmt: skip
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -120,6 +120,7 @@ def predict_cmd(
     gsd: Annotated[str, typer.Option(help="auto (resample to the model's GSD), native, or metres.")] = "auto",
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (default: on for CUDA).")] = None,
     prob_dtype: Annotated[str, typer.Option(help="uint8 (0-255) or float32 (0-1).")] = "uint8",
+    preview: Annotated[Path | None, typer.Option(help="PNG: scene, probability and road lines.")] = None,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
@@ -128,8 +129,10 @@ def predict_cmd(
     from roadseg.inference.predict import PredictOptions, predict_raster
     from roadseg.io.raster import parse_bands
 
-    if out is None and prob_out is None and mask_out is None:
-        raise InputError("nothing to write: give --out roads.geojson, --prob-out or --mask-out")
+    if out is None and prob_out is None and mask_out is None and preview is None:
+        raise InputError("nothing to write: give --out roads.geojson, --prob-out, --mask-out or --preview")
+    if preview is not None and preview.suffix.lower() != ".png":
+        raise InputError(f"--preview must be a .png file, got '{preview.name}'")
     if out is not None:
         from roadseg.vectorize.geo import driver_for
 
@@ -147,7 +150,7 @@ def predict_cmd(
         prob_dtype=prob_dtype,
         progress=not quiet,
     )
-    with _prob_target(prob_out, out) as prob_path:
+    with _prob_target(prob_out, out or preview) as prob_path:
         result = predict_raster(scene, checkpoint=checkpoint, prob_out=prob_path, mask_out=mask_out, options=opts)
         vec = None
         if out is not None:
@@ -156,12 +159,18 @@ def predict_cmd(
             vec = vectorize_raster(
                 prob_path, out, VectorizeOptions(threshold=result.threshold, progress=not quiet)
             )
+        if preview is not None:
+            from roadseg.preview import render_preview
+
+            render_preview(preview, scene=scene, prob=prob_path, lines=vec.geoms if vec else None)
     if not quiet:
         for p in (prob_out, mask_out):
             if p is not None:
                 _echo(f"wrote {p}")
         if vec is not None:
             _echo(f"wrote {vec.path}: {vec.features} road lines in {vec.components} connected networks")
+        if preview is not None:
+            _echo(f"wrote {preview}")
         _echo(
             f"{result.megapixels:.2f} Mpx in {result.seconds:.1f} s ({result.mpx_per_s:.2f} Mpx/s, "
             f"{result.tiles} tiles, threshold {result.threshold:g}"
@@ -195,6 +204,7 @@ def vectorize_cmd(
     block_size: Annotated[int, typer.Option(help="Block side in pixels (memory bound).")] = 2048,
     geometry: Annotated[str, typer.Option(help="line (centerline graph) or polygon (road areas).")] = "line",
     pixel_coords: Annotated[bool, typer.Option(help="Allow a raster without CRS: pixel coordinates.")] = False,
+    preview: Annotated[Path | None, typer.Option(help="PNG: the raster with the road lines drawn over it.")] = None,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
@@ -208,6 +218,10 @@ def vectorize_cmd(
         progress=not quiet,
     )  # fmt: skip
     res = vectorize_raster(raster, out, opts)
+    if preview is not None:
+        from roadseg.preview import render_preview
+
+        render_preview(preview, scene=None, prob=raster, lines=res.geoms if opts.geometry == "line" else None)
     if not quiet:
         total = "" if res.total_length_m is None else f", {res.total_length_m / 1000:.2f} km"
         _echo(f"wrote {res.path}: {res.features} features in {res.components} networks{total} ({res.seconds:.1f} s)")

@@ -53,8 +53,8 @@ class DataConfig:
     #: GeoTIFF + vector labels: layer to read and a pandas query selecting road features.
     label_layer: str | None = None
     label_query: str | None = None
-    #: GeoTIFF + vector labels: random windows drawn per scene per epoch.
-    windows_per_scene: int = 16
+    #: random crops (windows, for GeoTIFF scenes) drawn per image per epoch.
+    samples_per_image: int = 1
     #: ground sample distance of the data in metres, recorded in checkpoints (null: unknown).
     gsd_m: float | None = 0.5
     num_workers: int = 4

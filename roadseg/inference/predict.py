@@ -245,7 +245,10 @@ def predict_raster(
     device = resolve_device(opts.device)
     if model_and_info is None:
         if checkpoint is None:
-            raise InputError("no model: pass --checkpoint PATH (a roadseg checkpoint or official D-LinkNet .th)")
+            from roadseg.weights import default_checkpoint
+
+            checkpoint = default_checkpoint()
+            log.info("using the bundled default model (%s)", checkpoint.name)
         model, info = load_model(checkpoint)
     else:
         model, info = model_and_info

@@ -183,11 +183,11 @@ class RoadDataset(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.samples) * (self.cfg.samples_per_image if self.train else 1)
 
     def load(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Image HxWx3 uint8, mask HxW {0,1}, valid HxW {0,1} for one sample."""
-        s = self.samples[index]
+        s = self.samples[index % len(self.samples)]
         image = _read_image(s.image)
         mask = _read_mask(s.label, self.cfg.mask_threshold)
         if mask.shape != image.shape[:2]:
@@ -236,15 +236,12 @@ class GeoWindowDataset(RoadDataset):
     """Random windows of georeferenced scenes with road vectors rasterized on the fly.
 
     Lines are buffered to ``road_width_m``; polygons are used as they are. Nodata is invalid.
-    Each scene gives ``windows_per_scene`` windows per epoch.
+    Each scene gives ``samples_per_image`` windows per epoch (one for validation).
     """
 
     def __init__(self, samples: list[Sample], cfg: DataConfig, normalization: Normalization, **kw: Any) -> None:
         super().__init__(samples, cfg, normalization, **kw)
         self._labels: dict[Path, Any] = {}
-
-    def __len__(self) -> int:
-        return len(self.samples) * self.cfg.windows_per_scene
 
     def _vectors(self, s: Sample, crs: Any) -> Any:
         if s.label not in self._labels:
@@ -267,7 +264,7 @@ class GeoWindowDataset(RoadDataset):
 
         from roadseg.io.raster import pixel_size_m
 
-        s = self.samples[index // self.cfg.windows_per_scene]
+        s = self.samples[index % len(self.samples)]
         with rasterio.open(s.image) as ds:
             size = self.cfg.crop_size
             h, w = min(size, ds.height), min(size, ds.width)

@@ -66,6 +66,8 @@ class VectorizeResult:
     components: int
     total_length_m: float | None
     seconds: float
+    #: the written geometries in the raster's CRS (for previews)
+    geoms: list[Any]
 
 
 def _raster_kind(ds: Any) -> tuple[float, bool]:
@@ -198,7 +200,7 @@ def vectorize_raster(
         warnings.warn(f"no roads found in '{raster}' (threshold {threshold:g}); writing an empty layer", stacklevel=2)
     gtype = "Polygon" if opts.geometry == "polygon" else "LineString"
     written = write_vectors(out, geoms, columns, crs=crs, geometry_type=gtype, pixel_coords=opts.pixel_coords)
-    return VectorizeResult(written, len(geoms), n_comp, total, time.perf_counter() - start)
+    return VectorizeResult(written, len(geoms), n_comp, total, time.perf_counter() - start, geoms)
 
 
 def _clean_graph(lines: list[np.ndarray], gsd: float, shape: tuple[int, int], opts: VectorizeOptions) -> Any:

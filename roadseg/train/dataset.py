@@ -157,8 +157,8 @@ def _read_mask(path: Path, threshold: int) -> np.ndarray:
 class RoadDataset(Dataset):
     """Image/mask pairs (DeepGlobe or folder layout) as normalized tensors.
 
-    Returns ``(image (3, S, S) float, mask (1, S, S) float, valid (1, S, S) float)`` with ``S``
-    the crop size; images smaller than a crop are padded, the padding marked invalid.
+    Returns ``(image (3, H, W) float, mask (1, H, W) float, valid (1, H, W) float)``: random
+    crops of ``crop_size`` for training; whole images (padded to ``pad_multiple``) for validation.
     """
 
     def __init__(
@@ -172,6 +172,7 @@ class RoadDataset(Dataset):
     ) -> None:
         self.samples, self.cfg, self.norm, self.train, self.seed = samples, cfg, normalization, train, seed
         self.epoch = 0
+        self.pad_multiple = 32
         self.tf = None
         if train:
             from roadseg.train.augment import train_transform
@@ -201,7 +202,10 @@ class RoadDataset(Dataset):
         seed = sample_seed(self.seed, self.epoch, index)
         rng = np.random.default_rng(seed)
         image, mask, valid = self.load(index, rng)
-        image, mask, valid = _crop(image, mask, valid, self.cfg.crop_size, rng if self.train else None)
+        if self.train:
+            image, mask, valid = _crop(image, mask, valid, self.cfg.crop_size, rng)
+        else:  # validation scores whole images, padded to the model's multiple (padding invalid)
+            image, mask, valid = _pad_to_multiple(image, mask, valid, self.pad_multiple)
         if self.tf is not None:
             from roadseg.train.augment import augment
 
@@ -213,10 +217,21 @@ class RoadDataset(Dataset):
         return x, y, v
 
 
-def _crop(
-    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, size: int, rng: np.random.Generator | None
+def _pad_to_multiple(
+    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, multiple: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Random (train) or centre (validation) crop to ``size``; pad smaller images as invalid."""
+    h, w = mask.shape
+    ph, pw = -h % multiple, -w % multiple
+    if ph or pw:
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)))
+        mask, valid = np.pad(mask, ((0, ph), (0, pw))), np.pad(valid, ((0, ph), (0, pw)))
+    return image, mask, valid
+
+
+def _crop(
+    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random crop to ``size``; smaller images are padded, the padding marked invalid."""
     h, w = mask.shape
     if h < size or w < size:
         ph, pw = max(0, size - h), max(0, size - w)
@@ -224,10 +239,7 @@ def _crop(
         mask = np.pad(mask, ((0, ph), (0, pw)))
         valid = np.pad(valid, ((0, ph), (0, pw)))
         h, w = mask.shape
-    if rng is None:
-        r, c = (h - size) // 2, (w - size) // 2
-    else:
-        r, c = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    r, c = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
     sl = (slice(r, r + size), slice(c, c + size))
     return image[sl], mask[sl], valid[sl]
 

@@ -188,8 +188,11 @@ def fit(
     if cfg.model.encoder_weights is not None and not resume:
         arch_kwargs["encoder_weights"] = cfg.model.encoder_weights
     model = build_model(cfg.model.arch, **arch_kwargs)
-    if cfg.data.crop_size % int(getattr(model, "size_divisor", 32)):
-        raise InputError(f"data.crop_size {cfg.data.crop_size} must be a multiple of {model.size_divisor}")
+    divisor = int(getattr(model, "size_divisor", 32))
+    if cfg.data.crop_size % divisor:
+        raise InputError(f"data.crop_size {cfg.data.crop_size} must be a multiple of {divisor}")
+    if val_ds is not None:
+        val_ds.pad_multiple = divisor
     if state is not None:
         model.load_state_dict(state["state_dict"])
     if di.world > 1 and cfg.sync_bn:
@@ -341,7 +344,8 @@ def _validate(
 ) -> dict[str, float]:
     net.eval()
     sampler = DistributedSampler(ds, num_replicas=di.world, rank=di.rank, shuffle=False) if di.world > 1 else None
-    loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.data.num_workers)
+    # whole images of any size: one per batch
+    loader = DataLoader(ds, batch_size=1, sampler=sampler, num_workers=cfg.data.num_workers)
     totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss sum, batches, tp, fp, fn
     with torch.inference_mode():
         for x, y, v in loader:

@@ -186,6 +186,8 @@ def infer_scene(
     """Run tiled TTA inference over ``ds``; ``sink`` receives probability row strips."""
     divisor = int(getattr(model, "size_divisor", 32))
     check_tiling(opts.tile_size, opts.overlap, divisor)
+    tile, overlap = _fit_tile(ds.height, ds.width, opts.tile_size, opts.overlap, divisor)
+    opts = PredictOptions(**{**opts.__dict__, "tile_size": tile, "overlap": overlap})
     grid = plan_tiles(ds.height, ds.width, opts.tile_size, opts.overlap)
     reader = SceneReader(ds, bands)
     stitcher = StripStitcher(grid, sink)
@@ -214,6 +216,16 @@ def infer_scene(
     stitcher.finish()
     bar.close()
     return len(grid)
+
+
+def _fit_tile(height: int, width: int, tile: int, overlap: int, divisor: int) -> tuple[int, int]:
+    """Shrink the tile for a scene smaller than one tile: the scene plus the blend margins,
+    rounded up to the model's multiple (a 160-px scene needs no 1024-px tile x 8 views)."""
+    margin = overlap // 4
+    need = -(-(max(height, width) + 2 * margin) // divisor) * divisor
+    if need >= tile:
+        return tile, overlap
+    return need, min(overlap, need // 2)
 
 
 def _needs_mask(ds: Any) -> bool:

@@ -128,8 +128,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             reason = "it contains Python objects other than tensors and plain data, which are never executed"
         raise CheckpointError(
-            f"cannot load checkpoint '{path}': {reason[:300]}. Expected a roadseg checkpoint "
-            "or an official D-LinkNet .th state_dict"
+            f"cannot load checkpoint '{path}': not a readable PyTorch file ({reason[:300]}). "
+            "Expected a roadseg checkpoint or an official D-LinkNet .th state_dict; is the file complete?"
         ) from None
     if not isinstance(data, dict):
         raise CheckpointError(

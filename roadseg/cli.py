@@ -43,7 +43,8 @@ def _setup(verbose: bool, quiet: bool) -> None:
     _STATE["verbose"] = verbose
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
-    logging.getLogger("rasterio").setLevel(logging.WARNING if verbose else logging.ERROR)
+    for noisy in ("rasterio", "pyogrio", "fiona"):  # GDAL's informational chatter ("Created N records")
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
     if quiet:
         warnings.simplefilter("ignore")
     else:
@@ -136,7 +137,15 @@ def predict_cmd(
     if out is not None:
         from roadseg.vectorize.geo import driver_for
 
-        driver_for(out)  # fail before inference, not after
+        if driver_for(out) == "GeoJSON":  # fail before inference, not after
+            from roadseg.io.raster import open_raster
+
+            with open_raster(scene) as ds:
+                if ds.crs is None:
+                    raise InputError(
+                        f"'{scene}' has no CRS, so --out GeoJSON (EPSG:4326) cannot place the roads; "
+                        "write --out roads.gpkg (pixel coordinates) or georeference the scene"
+                    )
     opts = PredictOptions(
         tta=tta,
         tile_size=tile_size,

@@ -85,3 +85,15 @@ def test_predict_out_writes_road_vectors(tmp_path, scene_path, tiny_checkpoint, 
 def test_predict_bad_out_suffix_fails_before_inference(tmp_path, scene_path, tiny_checkpoint, capsys):
     assert main(["predict", str(scene_path), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "r.kml")]) == 2
     assert "must end in .geojson or .gpkg" in capsys.readouterr().err
+
+
+def test_predict_geojson_without_crs_fails_before_inference(tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    from affine import Affine
+    from conftest import road_image, write_raster
+
+    from roadseg.inference import predict as predict_mod
+
+    path = write_raster(tmp_path / "plain.tif", road_image(40, 40), crs=None, transform=Affine(2, 0, 0, 0, 2, 0))
+    monkeypatch.setattr(predict_mod, "infer_scene", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    assert main(["predict", str(path), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "r.geojson")]) == 2
+    assert "has no CRS" in capsys.readouterr().err

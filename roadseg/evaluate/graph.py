@@ -179,7 +179,7 @@ def _one_way(src: nx.Graph, dst: nx.Graph, p: APLSParams) -> float:
     if have:
         d_dst[have] = dijkstra(m_dst, indices=[mapped_sources[k] for k in have])
     total, count = 0.0, 0
-    for k, s in enumerate(sources):
+    for k in range(len(sources)):
         l_src = d_src[k, tgt_index]
         ok = np.isfinite(l_src) & (l_src >= p.min_path_m)
         if not ok.any():

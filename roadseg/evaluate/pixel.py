@@ -86,6 +86,13 @@ class RelaxedCurve:
         self.truth_near_max += np.bincount(near_max[t].ravel(), minlength=self.LEVELS)
         self.truth_total += int(t.sum())
 
+    def merge(self, other: RelaxedCurve) -> None:
+        """Add another curve's counts (same radius), e.g. one image's into a dataset total."""
+        self.pred_all += other.pred_all
+        self.pred_near += other.pred_near
+        self.truth_near_max += other.truth_near_max
+        self.truth_total += other.truth_total
+
     def at(self, level: int) -> tuple[float, float]:
         """(relaxed precision, relaxed recall) for prediction ``prob >= level``."""
         pred = self.pred_all[level:].sum()

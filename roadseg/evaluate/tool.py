@@ -120,9 +120,7 @@ def evaluate_rasters(pred: Path, truth: Path, *, relax_px: int = 3, threshold: f
         conf.add(c.tp, c.fp, c.fn)
         one = RelaxedCurve(relax_px)
         one.update(levels, t, valid)
-        for name in ("pred_all", "pred_near", "truth_near_max"):
-            getattr(curve, name)[:] += getattr(one, name)
-        curve.truth_total += one.truth_total
+        curve.merge(one)
         rp, rr = one.at(level)
         result.rows.append({"id": sid, "iou": c.iou, "precision": c.precision, "recall": c.recall, "f1": c.f1,
                             "relaxed_precision": rp, "relaxed_recall": rr, "tp": c.tp, "fp": c.fp, "fn": c.fn})  # fmt: skip

@@ -7,6 +7,7 @@ with TTA in batches, blended into row strips and streamed to Cloud-Optimized Geo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -187,7 +188,7 @@ def infer_scene(
     divisor = int(getattr(model, "size_divisor", 32))
     check_tiling(opts.tile_size, opts.overlap, divisor)
     tile, overlap = _fit_tile(ds.height, ds.width, opts.tile_size, opts.overlap, divisor)
-    opts = PredictOptions(**{**opts.__dict__, "tile_size": tile, "overlap": overlap})
+    opts = dataclasses.replace(opts, tile_size=tile, overlap=overlap)
     grid = plan_tiles(ds.height, ds.width, opts.tile_size, opts.overlap)
     reader = SceneReader(ds, bands)
     stitcher = StripStitcher(grid, sink)

@@ -8,6 +8,7 @@ GeoTIFF under a temporary name and renamed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -289,7 +290,5 @@ class StripWriter:
             self._ds.close()
         self._stage.unlink(missing_ok=True)
         err = exc or RuntimeError("aborted")
-        try:
+        with contextlib.suppress(BaseException):  # the temp file is removed either way
             self._atomic.__exit__(type(err), err, None)
-        except BaseException:  # noqa: BLE001 - the context manager re-raises nothing here
-            pass

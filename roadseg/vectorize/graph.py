@@ -184,5 +184,5 @@ def simplify_edges(graph: nx.MultiGraph, tolerance_px: float) -> None:
     """Douglas-Peucker per edge; end vertices (the nodes) never move."""
     if tolerance_px <= 0:
         return
-    for u, v, k, data in graph.edges(keys=True, data=True):
+    for _, _, data in graph.edges(data=True):
         data["geom"] = data["geom"].simplify(tolerance_px, preserve_topology=False)

@@ -28,6 +28,9 @@ class ModelConfig:
     #: "imagenet" (torchvision weights API), a path to a torchvision state_dict, or null.
     encoder_weights: str | None = "imagenet"
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: start from these weights (fine-tuning): "default" (the bundled model), a roadseg
+    #: checkpoint or an official D-LinkNet .th file. Architecture and normalization must match.
+    init_checkpoint: str | None = None
     #: "imagenet" (mean/std, RGB) or "dlinknet" (official BGR, x/255*3.2-1.6).
     normalization: Literal["imagenet", "dlinknet"] = "imagenet"
 

@@ -80,6 +80,34 @@ def test_resume_at_epoch_boundary_is_exact(tmp_path):
     assert [r["epoch"] for r in _rows(tmp_path / "b")] == ["1", "2"]
 
 
+def test_init_checkpoint_starts_from_its_weights(tmp_path):
+    data = make_deepglobe(tmp_path / "dg", n=5)
+    fit(tiny_cfg(data, epochs=2), tmp_path / "a", progress=False)
+    # lr 0 (and no min_lr stop): Adam leaves every parameter where init_checkpoint put it
+    fit(tiny_cfg(data, epochs=1, **{"model.init_checkpoint": tmp_path / "a" / "last.pt", "optim.lr": 0.0, "optim.min_lr": 0.0}),
+        tmp_path / "b", progress=False)  # fmt: skip
+    a, b = roadseg.load_model(tmp_path / "a" / "last.pt")[0], roadseg.load_model(tmp_path / "b" / "last.pt")[0]
+    params_b = dict(b.named_parameters())
+    for name, p in a.named_parameters():
+        assert torch.equal(p, params_b[name]), name
+    fresh = roadseg.create_model("unet", depth=2, base_channels=8)
+    assert not torch.equal(next(fresh.parameters()), next(b.parameters()))
+
+
+def test_init_checkpoint_errors(tmp_path):
+    data = make_deepglobe(tmp_path / "dg", n=5)
+    fit(tiny_cfg(data, epochs=1), tmp_path / "a", progress=False)
+    ckpt = tmp_path / "a" / "last.pt"
+    with pytest.raises(InputError, match=r"holds unet .*'base_channels': 8.* set model.arch and model.kwargs"):
+        fit(tiny_cfg(data, **{"model.init_checkpoint": ckpt, "model.kwargs": "{depth: 2, base_channels: 4}"}),
+            tmp_path / "b", progress=False)  # fmt: skip
+    with pytest.raises(InputError, match="set model.normalization to match"):
+        fit(tiny_cfg(data, **{"model.init_checkpoint": ckpt, "model.normalization": "dlinknet"}),
+            tmp_path / "c", progress=False)  # fmt: skip
+    with pytest.raises(InputError, match="not found"):
+        fit(tiny_cfg(data, **{"model.init_checkpoint": tmp_path / "nope.pt"}), tmp_path / "d", progress=False)
+
+
 def test_resume_after_kill_mid_epoch_is_exact(tmp_path, monkeypatch):
     data = make_deepglobe(tmp_path / "dg", n=9)  # 8 train samples, batch 2: 4 steps
     cfg = tiny_cfg(data, epochs=1, checkpoint_every=1)
@@ -135,9 +163,8 @@ def test_config_errors(tmp_path):
     assert cfg.optim.lr == 1e-3 and cfg.model.arch == "dlinknet34" and cfg.data.crop_size == 1024
 
 
-@pytest.mark.parametrize("name", ["dlinknet34", "linknet34", "unet", "resunet34", "tiny_cpu"])
-def test_shipped_configs_load(name):
-    path = Path(__file__).parents[1] / "configs" / f"{name if name == 'tiny_cpu' else name + '_deepglobe'}.yaml"
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_load(path):
     cfg = load_config(path)
     roadseg.create_model(cfg.model.arch, **cfg.model.kwargs)
 

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
 
-from roadseg.checkpoint import build_model, read_checkpoint, save_model
+from roadseg.checkpoint import build_model, load_model, read_checkpoint, save_model
 from roadseg.config import TrainConfig, config_from_dict, save_config, to_dict
 from roadseg.errors import InputError, RoadsegError
 from roadseg.evaluate.pixel import Confusion
@@ -106,6 +106,30 @@ class _EpochPermutation(Sampler[int]):
 
 def _normalization(cfg: TrainConfig) -> Normalization:
     return OFFICIAL_DLINKNET if cfg.model.normalization == "dlinknet" else IMAGENET
+
+
+def _init_from(model: nn.Module, cfg: TrainConfig, norm: Normalization) -> None:
+    """Copy the weights of ``model.init_checkpoint`` into ``model`` (fine-tuning)."""
+    from roadseg.weights import default_checkpoint
+
+    src = cfg.model.init_checkpoint
+    path = default_checkpoint() if src == "default" else Path(str(src))
+    if not path.is_file():
+        raise InputError(f"model.init_checkpoint '{path}' not found; give a checkpoint path or 'default'")
+    pretrained, info = load_model(path)
+    built = (model.roadseg_arch, model.roadseg_kwargs)  # type: ignore[attr-defined]
+    if (info.arch, info.arch_kwargs) != built:
+        raise InputError(
+            f"model.init_checkpoint '{path}' holds {info.arch} {info.arch_kwargs} but the config builds "
+            f"{built[0]} {built[1]}; set model.arch and model.kwargs to match the checkpoint"
+        )
+    if info.normalization != norm:
+        raise InputError(
+            f"model.init_checkpoint '{path}' was trained with input normalization {info.normalization.describe()} "
+            f"but the config uses {cfg.model.normalization}; set model.normalization to match"
+        )
+    model.load_state_dict(pretrained.state_dict())
+    log.info("initialised from %s (%s)", path, info.arch)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -195,6 +219,8 @@ def fit(
         val_ds.pad_multiple = divisor
     if state is not None:
         model.load_state_dict(state["state_dict"])
+    elif cfg.model.init_checkpoint is not None:
+        _init_from(model, cfg, norm)
     if di.world > 1 and cfg.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)

@@ -302,9 +302,9 @@ def evaluate_cmd(
     if json_:
         typer.echo(json.dumps({k: round(v, 6) for k, v in res.metrics.items()}))
         return
-    typer.echo(f"{'metric':<18} value   ({len(res.rows)} pair(s))")
+    typer.echo(f"{'metric':<20} value   ({len(res.rows)} pair(s))")
     for key, value in res.metrics.items():
-        typer.echo(f"{key:<18} {value:.4f}")
+        typer.echo(f"{key:<20} {value:.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,6 +90,7 @@ def test_breakeven_of_a_probability_map():
     curve.update(prob, truth)
     assert curve.at(151) == (1.0, 1.0)
     assert curve.breakeven() == pytest.approx(1.0)
+    assert curve.breakeven_threshold() == pytest.approx(151 / 255)  # the lowest level that drops the false road
 
 
 def test_evaluate_raster_folders(tmp_path, capsys):
@@ -104,7 +105,8 @@ def test_evaluate_raster_folders(tmp_path, capsys):
                  "--per-image", str(tmp_path / "rows.csv")]) == 0  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert out["iou"] == 1.0 and out["f1"] == 1.0 and out["relaxed_precision"] == 1.0
-    assert set(out) == {"iou", "precision", "recall", "f1", "relaxed_precision", "relaxed_recall"}
+    assert out["relaxed_f1"] == 1.0
+    assert set(out) == {"iou", "precision", "recall", "f1", "relaxed_precision", "relaxed_recall", "relaxed_f1"}
     assert len((tmp_path / "rows.csv").read_text().splitlines()) == 4
 
 

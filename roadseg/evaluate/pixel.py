@@ -100,15 +100,23 @@ class RelaxedCurve:
         recall = float(self.truth_near_max[level:].sum() / self.truth_total) if self.truth_total else 1.0
         return precision, recall
 
+    def _crossing(self) -> tuple[int, int, float]:
+        """Where precision - recall changes sign: between levels ``a`` and ``b`` at weight ``w``."""
+        diffs = [p - r for p, r in (self.at(level) for level in range(1, self.LEVELS))]
+        for i in range(1, len(diffs)):
+            d0, d1 = diffs[i - 1], diffs[i]
+            if d0 <= 0 <= d1 or d0 >= 0 >= d1:
+                return i, i + 1, 0.0 if d1 == d0 else d0 / (d0 - d1)
+        best = 1 + min(range(len(diffs)), key=lambda i: abs(diffs[i]))
+        return best, best, 0.0
+
     def breakeven(self) -> float:
         """The value where relaxed precision equals relaxed recall (linear interpolation)."""
-        pts = [self.at(level) for level in range(1, self.LEVELS)]
-        diffs = [p - r for p, r in pts]
-        for i in range(1, len(pts)):
-            if diffs[i - 1] <= 0 <= diffs[i] or diffs[i - 1] >= 0 >= diffs[i]:
-                d0, d1 = diffs[i - 1], diffs[i]
-                w = 0.0 if d1 == d0 else d0 / (d0 - d1)
-                (p0, r0), (p1, r1) = pts[i - 1], pts[i]
-                return float(((p0 + w * (p1 - p0)) + (r0 + w * (r1 - r0))) / 2)
-        best = min(range(len(pts)), key=lambda i: abs(diffs[i]))
-        return float(sum(pts[best]) / 2)
+        a, b, w = self._crossing()
+        (p0, r0), (p1, r1) = self.at(a), self.at(b)
+        return float(((p0 + w * (p1 - p0)) + (r0 + w * (r1 - r0))) / 2)
+
+    def breakeven_threshold(self) -> float:
+        """The probability threshold (0..1) at the breakeven: a calibrated operating point."""
+        a, b, w = self._crossing()
+        return float((a + w * (b - a)) / (self.LEVELS - 1))

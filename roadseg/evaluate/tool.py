@@ -96,6 +96,10 @@ def _to_levels(data: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.clip(data, 0, 255).astype(np.uint8), not np.all(np.isin(values, (0, 255)))
 
 
+def _f1(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
 def evaluate_rasters(pred: Path, truth: Path, *, relax_px: int = 3, threshold: float = 0.5) -> EvalResult:
     """Pixel metrics over matched raster pairs."""
     conf = Confusion()
@@ -123,14 +127,15 @@ def evaluate_rasters(pred: Path, truth: Path, *, relax_px: int = 3, threshold: f
         curve.merge(one)
         rp, rr = one.at(level)
         result.rows.append({"id": sid, "iou": c.iou, "precision": c.precision, "recall": c.recall, "f1": c.f1,
-                            "relaxed_precision": rp, "relaxed_recall": rr, "tp": c.tp, "fp": c.fp, "fn": c.fn})  # fmt: skip
+                            "relaxed_precision": rp, "relaxed_recall": rr, "relaxed_f1": _f1(rp, rr), "tp": c.tp, "fp": c.fp, "fn": c.fn})  # fmt: skip
     if conf.tp + conf.fn == 0 and conf.fp == 0:
         warnings.warn("neither prediction nor truth has any road pixel", stacklevel=2)
     rp, rr = curve.at(level)
     result.metrics = {"iou": conf.iou, "precision": conf.precision, "recall": conf.recall, "f1": conf.f1,
-                      "relaxed_precision": rp, "relaxed_recall": rr}  # fmt: skip
+                      "relaxed_precision": rp, "relaxed_recall": rr, "relaxed_f1": _f1(rp, rr)}  # fmt: skip
     if any_prob:
         result.metrics["breakeven"] = curve.breakeven()
+        result.metrics["breakeven_threshold"] = curve.breakeven_threshold()
     return result
 
 

@@ -1,3 +1,4 @@
+import hashlib
 import urllib.error
 
 import pytest
@@ -6,7 +7,7 @@ import torchvision
 
 import roadseg
 from roadseg.errors import InputError, WeightsUnavailableError
-from roadseg.models import count_parameters, create_model, list_models
+from roadseg.models import count_parameters, create_model, encoders, list_models
 
 # Measured once and pinned: a change to any architecture shows up here.
 PARAMS = {
@@ -128,9 +129,30 @@ def test_imagenet_weights_load_from_torch_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     ref = torchvision.models.resnet18(weights=None)
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    torch.save(ref.state_dict(), tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    cached = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    torch.save(ref.state_dict(), cached)
+    # a stand-in for the official file: its own hash plays the official one
+    digest = hashlib.sha256(cached.read_bytes()).hexdigest()[:8]
+    monkeypatch.setattr(encoders, "official_hash_prefix", lambda url: digest)
     m = create_model("linknet18", encoder_weights="imagenet")
     assert torch.equal(m.encoder.conv1.weight, ref.conv1.weight)
+
+
+def test_official_weights_file_with_wrong_checksum_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    cached = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    torch.save(state, cached)  # right name, wrong bytes: as a corrupted download
+    with pytest.raises(InputError, match=r"SHA-256 starts with [0-9a-f]{8}, not f37072fd: the file is corrupt"):
+        create_model("linknet18", encoder_weights="imagenet")
+    with pytest.raises(InputError, match="not f37072fd"):
+        create_model("linknet18", encoder_weights=cached)
+    assert encoders.official_hash_prefix(torchvision.models.ResNet34_Weights.IMAGENET1K_V1.url) == "b627a593"
+    # the user's own encoder file, under another name, is not checked
+    own = tmp_path / "my_resnet18.pth"
+    own.write_bytes(cached.read_bytes())
+    assert torch.equal(create_model("linknet18", encoder_weights=own).encoder.conv1.weight, state["conv1.weight"])
 
 
 def test_missing_encoder_weights_file(tmp_path):

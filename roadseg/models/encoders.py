@@ -6,7 +6,9 @@ torchvision-format ImageNet state_dict loads directly, minus the classifier.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import urllib.error
 from pathlib import Path
 
@@ -70,6 +72,9 @@ def _encoder_state_dict(name: str, weights: str | os.PathLike[str]) -> dict[str,
     """Fetch ImageNet weights through torchvision's API, or read a local torchvision file."""
     _, tv_weights = _RESNETS[name]
     if str(weights) == "imagenet":
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(tv_weights.url).name
+        if cached.is_file():  # torchvision checks no hash on a cached file
+            verify_torchvision_file(cached, tv_weights.url)
         try:
             state = tv_weights.get_state_dict(progress=False)
         except (urllib.error.URLError, OSError, RuntimeError) as exc:
@@ -87,6 +92,7 @@ def _encoder_state_dict(name: str, weights: str | os.PathLike[str]) -> dict[str,
                 f"encoder weights file '{path}' not found; expected 'imagenet', None or a "
                 "path to a torchvision ResNet state_dict (.pth)"
             )
+        verify_torchvision_file(path, tv_weights.url)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a user-file problem
@@ -94,6 +100,34 @@ def _encoder_state_dict(name: str, weights: str | os.PathLike[str]) -> dict[str,
         if not isinstance(state, dict):
             raise InputError(f"encoder weights '{path}' hold a {type(state).__name__}, not a state_dict")
     return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def official_hash_prefix(url: str) -> str:
+    """torchvision names weight files ``<name>-<first hex digits of their SHA-256>.pth``."""
+    m = re.search(r"-([0-9a-f]{8,})\.pth$", url)
+    return m.group(1) if m else ""
+
+
+def verify_torchvision_file(path: Path, url: str) -> None:
+    """Refuse a file named like torchvision's official weights whose SHA-256 does not match.
+
+    A truncated or corrupted copy would otherwise fail deep in unpickling, or load wrong
+    weights. Files with other names (the user's own encoders) are not checked.
+    """
+    prefix = official_hash_prefix(url)
+    if path.name != Path(url).name or not prefix:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    got = digest.hexdigest()
+    if not got.startswith(prefix):
+        raise InputError(
+            f"'{path}' is named like torchvision's official weights but its SHA-256 starts with "
+            f"{got[: len(prefix)]}, not {prefix}: the file is corrupt or truncated (an interrupted "
+            f"download?). Delete it and copy {url} again"
+        )
 
 
 def _adapt_first_conv(conv: nn.Conv2d, in_channels: int, *, pretrained: bool) -> nn.Conv2d:

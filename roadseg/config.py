@@ -45,6 +45,9 @@ class DataConfig:
     val_fraction: float = 0.1
     #: explicit validation ids (overrides val_fraction).
     val_ids: list[str] | None = None
+    #: a text file of validation ids, one per line (e.g. the Batra et al. 2019 DeepGlobe split,
+    #: data/deepglobe/val.txt of anilbatra2185/road_connectivity); ids not in the data are skipped.
+    val_ids_file: str | None = None
     split_seed: int = 0
     crop_size: int = 1024
     #: DeepGlobe masks are 0/255 (sometimes RGB): road where the value is >= this.
@@ -135,6 +138,8 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
             return float(value)
         except ValueError:
             pass
+    if tp is str and isinstance(value, int) and not isinstance(value, bool):  # ids: val_ids: [104, 113]
+        return str(value)
     if tp in (int, float) and isinstance(value, bool):
         raise ConfigError(f"config key '{key}': expected {tp.__name__}, got {value!r}")
     if isinstance(tp, type) and isinstance(value, tp):

@@ -14,7 +14,7 @@ from roadseg.cli import main
 from roadseg.config import load_config
 from roadseg.errors import ConfigError, InputError
 from roadseg.train import loop as loop_mod
-from roadseg.train.dataset import discover
+from roadseg.train.dataset import discover, split
 from roadseg.train.loop import TrainingDiverged, fit
 
 
@@ -186,6 +186,23 @@ def test_discovery_errors(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folders / "images" / "b.png")
     with pytest.raises(InputError, match=r"b.png\); expected a file with the same name stem in 'labels/'"):
         discover(load_config(None, [f"data.root={folders}"]).data)
+
+
+def test_val_ids_file(tmp_path):
+    data = make_deepglobe(tmp_path / "dg", n=5)
+    ids = tmp_path / "val.txt"
+    ids.write_text("1\n3\n\n999\n")  # 999: in the published split, not in this copy of the data
+    cfg = load_config(None, [f"data.root={data}", f"data.val_ids_file={ids}"]).data
+    with pytest.warns(UserWarning, match="1 of the 3 ids .* validating on the 2 found"):
+        train, val = split(discover(cfg)[1], cfg)
+    assert [s.id for s in val] == ["1", "3"] and [s.id for s in train] == ["0", "2", "4"]
+    ids.write_text("777\n")
+    with pytest.raises(InputError, match="none of the 1 ids"):
+        split(discover(cfg)[1], cfg)
+    both = load_config(None, [f"data.root={data}", f"data.val_ids_file={ids}", "data.val_ids=[1]"]).data
+    assert both.val_ids == ["1"]  # numeric DeepGlobe ids need no quotes
+    with pytest.raises(InputError, match="not both"):
+        split(discover(both)[1], both)
 
 
 def test_white_nodata_is_invalid(tmp_path):

@@ -121,8 +121,12 @@ def _geotiff(root: Path) -> list[Sample]:
 
 
 def split(samples: list[Sample], cfg: DataConfig) -> tuple[list[Sample], list[Sample]]:
-    """Deterministic train/validation split: explicit ids, or a seeded fraction."""
-    if cfg.val_ids is not None:
+    """Deterministic train/validation split: explicit ids, an id file, or a seeded fraction."""
+    if cfg.val_ids is not None and cfg.val_ids_file is not None:
+        raise InputError("set data.val_ids or data.val_ids_file, not both")
+    if cfg.val_ids_file is not None:
+        val = _ids_from_file(Path(cfg.val_ids_file), samples)
+    elif cfg.val_ids is not None:
         ids = {s.id for s in samples}
         unknown = sorted(set(cfg.val_ids) - ids)
         if unknown:
@@ -136,6 +140,22 @@ def split(samples: list[Sample], cfg: DataConfig) -> tuple[list[Sample], list[Sa
         val = [samples[i] for i in sorted(order[:n_val])]
     val_set = {s.id for s in val}
     return [s for s in samples if s.id not in val_set], val
+
+
+def _ids_from_file(path: Path, samples: list[Sample]) -> list[Sample]:
+    if not path.is_file():
+        raise InputError(f"data.val_ids_file '{path}' not found")
+    wanted = {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    val = [s for s in samples if s.id in wanted]
+    if not val:
+        raise InputError(
+            f"none of the {len(wanted)} ids in '{path}' is among the {len(samples)} samples "
+            f"(e.g. '{next(iter(sorted(wanted)), '')}' vs '{samples[0].id}'); is it the split of this dataset?"
+        )
+    if len(val) < len(wanted):
+        warnings.warn(f"{len(wanted) - len(val)} of the {len(wanted)} ids in '{path}' are not in the data; "
+                      f"validating on the {len(val)} found", stacklevel=3)  # fmt: skip
+    return val
 
 
 def sample_seed(*parts: int) -> int:

@@ -181,8 +181,11 @@ def predict_cmd(
         if preview is not None:
             _echo(f"wrote {preview}")
         _echo(
-            f"{result.megapixels:.2f} Mpx in {result.seconds:.1f} s ({result.mpx_per_s:.2f} Mpx/s, "
-            f"{result.tiles} tiles, threshold {result.threshold:g}"
+            f"{result.megapixels:.2f} Mpx"
+            + (f" ({result.area_km2:.3g} km²)" if result.area_km2 is not None else "")
+            + f" in {result.seconds:.1f} s ({result.mpx_per_s:.2f} Mpx/s, "
+            + (f"{result.km2_per_h:.3g} km²/h, " if result.km2_per_h is not None else "")
+            + f"{result.tiles} tiles, threshold {result.threshold:g}"
             + (f", resampled to {result.model_gsd_m:g} m" if result.resampled else "")
             + ")"
         )

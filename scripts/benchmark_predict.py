@@ -111,6 +111,7 @@ def main() -> None:
     ap.add_argument("--tta", default="none")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--gsd", type=float, default=0.5, help="pixel size (m) for the km²/h figure (DeepGlobe: 0.5)")
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.size:
@@ -124,7 +125,7 @@ def main() -> None:
         r = rows[-1]
         print(
             f"{size:>6}^2  tiles {r['tiles']:>5}  model-only {r['model_mpx_s']:7.2f} Mpx/s  "
-            f"end-to-end {r['e2e_mpx_s']:7.2f} Mpx/s  ratio {r['ratio_e2e_over_model']:.3f}  "
+            f"end-to-end {r['e2e_mpx_s']:7.2f} Mpx/s ({r['e2e_mpx_s'] * args.gsd**2 * 3600:.0f} km²/h at {args.gsd:g} m)  ratio {r['ratio_e2e_over_model']:.3f}  "
             f"peak RSS {r['peak_rss_mib']:7.0f} MiB",
             flush=True,
         )

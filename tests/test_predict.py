@@ -65,6 +65,8 @@ def test_nodata_gets_zero_probability(tmp_path):
     img[:, :30, :50] = 0
     path = write_raster(tmp_path / "nd.tif", img, nodata=0)
     res = predict_raster(path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model())
+    assert res.area_km2 == pytest.approx(100 * 120 * 0.5**2 / 1e6)  # 0.5 m pixels
+    assert res.km2_per_h == pytest.approx(res.area_km2 / res.seconds * 3600)
     with rasterio.open(res.prob_path) as p:
         prob = p.read(1)
         assert prob[:30, :50].max() == 0

@@ -83,6 +83,16 @@ class PredictResult:
     def mpx_per_s(self) -> float:  # noqa: D102
         return self.megapixels / max(self.seconds, 1e-9)
 
+    @property
+    def area_km2(self) -> float | None:
+        """Ground area of the scene (None without a CRS): what GIS users budget in."""
+        return None if self.scene_gsd_m is None else self.megapixels * self.scene_gsd_m**2
+
+    @property
+    def km2_per_h(self) -> float | None:  # noqa: D102
+        area = self.area_km2
+        return None if area is None else area / max(self.seconds, 1e-9) * 3600
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA, then MPS, then CPU; explicit names are checked."""

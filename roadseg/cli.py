@@ -73,15 +73,20 @@ def models_cmd(verbose: Verbose = False, quiet: Quiet = False) -> None:
 
 @app.command("info")
 def info_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="A roadseg checkpoint or official D-LinkNet .th file.")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Argument(help="A roadseg checkpoint or official D-LinkNet .th file (default: the bundled model)."),
+    ] = None,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
-    """Print what a checkpoint holds."""
+    """Print what a checkpoint holds (without one: the bundled model predict uses)."""
     _setup(verbose, quiet)
     from roadseg.checkpoint import load_model
     from roadseg.models import count_parameters
+    from roadseg.weights import default_checkpoint
 
+    checkpoint = checkpoint or default_checkpoint()
     model, info = load_model(checkpoint)
     rows = [
         ("file", str(checkpoint)),
@@ -95,8 +100,9 @@ def info_cmd(
         ("threshold", f"{info.threshold:g}"),
     ]
     rows += [(f"meta.{k}", _short(v)) for k, v in info.meta.items()]
+    width = max(len(k) for k, _ in rows)
     for key, value in rows:
-        typer.echo(f"{key:<16} {value}")
+        typer.echo(f"{key:<{width}} {value}")
 
 
 def _short(value: Any) -> str:

@@ -6,8 +6,8 @@ Writes ``OUT/images`` and ``OUT/masks`` at 1 m/pixel (the Massachusetts Roads re
   ``data.invalid_rule: white``);
 - the DeepGlobe train pairs, resampled from 0.5 m to 1 m;
 - with ``--with-geo``, the georeferenced scenes whose labels can be rasterized, resampled to 1 m on their own CRS
-  grid exactly as ``roadseg predict`` resamples a scene (uniform factor from the mean pixel
-  size, bilinear): Swellendam (2.5 m, OSM lines), SpaceNet Vegas img99 (0.3 m panchromatic,
+  grid exactly as ``roadseg predict`` resamples a scene (per axis to square 1 m ground
+  pixels, bilinear): Swellendam (2.5 m, OSM lines), SpaceNet Vegas img99 (0.3 m panchromatic,
   SpaceNet lines) and the two New Brunswick clips (0.5 m, road-surface polygons). Lines are
   buffered to ``ROAD_WIDTH_M`` in a local UTM projection, the width of the Massachusetts labels.
 
@@ -32,7 +32,7 @@ from rasterio.enums import Resampling
 from rasterio.features import rasterize
 from rasterio.vrt import WarpedVRT
 
-from roadseg.io.raster import pixel_size_m
+from roadseg.io.raster import pixel_sizes_m
 
 TARGET_GSD_M = 1.0
 ROAD_WIDTH_M = 7.0  # Massachusetts labels: ~7 px at 1 m
@@ -42,8 +42,8 @@ def _geo_scene(
     image: Path, labels: Path, out_image: Path, out_mask: Path, *, layer: str | None = None, query: str | None = None
 ) -> None:
     with rasterio.open(image) as src:
-        factor = pixel_size_m(src) / TARGET_GSD_M
-        width, height = max(1, round(src.width * factor)), max(1, round(src.height * factor))
+        dx, dy = pixel_sizes_m(src)
+        width, height = max(1, round(src.width * dx / TARGET_GSD_M)), max(1, round(src.height * dy / TARGET_GSD_M))
         transform = src.transform @ Affine.scale(src.width / width, src.height / height)
         with WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height,
                        resampling=Resampling.bilinear) as vrt:  # fmt: skip

@@ -10,6 +10,7 @@ from roadseg.checkpoint import ModelInfo
 from roadseg.errors import InputError
 from roadseg.inference import predict as predict_mod
 from roadseg.inference.predict import PredictOptions, predict_raster
+from roadseg.io.raster import pixel_sizes_m
 from roadseg.normalization import Normalization
 
 OPTS = PredictOptions(tile_size=64, overlap=32, batch_size=3, tta="flip", progress=False)
@@ -123,6 +124,30 @@ def test_gsd_resampling_runs_model_at_its_gsd_and_writes_scene_grid(tmp_path, mo
         options=PredictOptions(**{**OPTS.__dict__, "gsd": "native"}), model_and_info=_model(gsd=1.0),
     )  # fmt: skip
     assert seen == [(100, 120)]
+
+
+def test_geographic_scene_is_resampled_to_square_ground_pixels(tmp_path, monkeypatch):
+    """At 60° N a 1e-5° pixel is ~0.56 m wide and ~1.12 m tall: each axis gets its own factor."""
+    from affine import Affine
+
+    path = write_raster(tmp_path / "g.tif", road_image(200, 300), crs="EPSG:4326",
+                        transform=Affine(1e-5, 0, 10.0, 0, -1e-5, 60.0015))  # fmt: skip
+    seen = []
+    original = predict_mod.infer_scene
+
+    def spy(ds, *args, **kwargs):
+        seen.append((ds.width, ds.height))
+        return original(ds, *args, **kwargs)
+
+    monkeypatch.setattr(predict_mod, "infer_scene", spy)
+    res = predict_raster(path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model(gsd=1.0))
+    with rasterio.open(path) as src:
+        dx, dy = pixel_sizes_m(src)
+    assert 0.55 < dx < 0.57 and 1.11 < dy < 1.12
+    assert res.resampled and seen == [(round(300 * dx), round(200 * dy))]
+    assert res.area_km2 == pytest.approx(300 * 200 * dx * dy / 1e6)
+    with rasterio.open(res.prob_path) as p:
+        assert p.shape == (200, 300)
 
 
 def test_interrupt_leaves_nothing(tmp_path, scene_path, monkeypatch):

@@ -36,7 +36,15 @@ from roadseg.inference.stitch import StripStitcher
 from roadseg.inference.tiling import TileGrid, check_tiling, plan_tiles
 from roadseg.inference.tta import predict_tta, views
 from roadseg.io.atomic import check_output_path
-from roadseg.io.raster import SceneReader, StripWriter, open_raster, pixel_size_m, select_bands, valid_mask
+from roadseg.io.raster import (
+    SceneReader,
+    StripWriter,
+    open_raster,
+    pixel_size_m,
+    pixel_sizes_m,
+    select_bands,
+    valid_mask,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +86,13 @@ class PredictResult:
     model_gsd_m: float | None
     scene_gsd_m: float | None
     resampled: bool
+    #: ground area of the scene (None without a CRS): what GIS users budget in.
+    area_km2: float | None = None
 
     @property
     def mpx_per_s(self) -> float:  # noqa: D102
         return self.megapixels / max(self.seconds, 1e-9)
 
-    @property
-    def area_km2(self) -> float | None:
-        """Ground area of the scene (None without a CRS): what GIS users budget in."""
-        return None if self.scene_gsd_m is None else self.megapixels * self.scene_gsd_m**2
 
     @property
     def km2_per_h(self) -> float | None:  # noqa: D102
@@ -290,7 +296,8 @@ def predict_raster(
             )
         bands = select_bands(src.count, opts.bands, info.in_channels, str(scene))
         scene_gsd = pixel_size_m(src)
-        target_gsd = _target_gsd(opts.gsd, info.gsd_m, scene_gsd)
+        sizes = pixel_sizes_m(src)
+        target_gsd = _target_gsd(opts.gsd, info.gsd_m, sizes)
         writers = _open_writers(src, prob_out, mask_out, opts.prob_dtype, with_mask=_needs_mask(src))
         try:
             start = time.perf_counter()
@@ -310,6 +317,7 @@ def predict_raster(
         mask_path=paths.get("mask"),
         seconds=seconds,
         megapixels=src.width * src.height / 1e6,
+        area_km2=None if sizes is None else src.width * src.height * sizes[0] * sizes[1] / 1e6,
         tiles=tiles,
         threshold=threshold,
         model_gsd_m=info.gsd_m,
@@ -318,8 +326,12 @@ def predict_raster(
     )
 
 
-def _target_gsd(mode: str, model_gsd: float | None, scene_gsd: float | None) -> float | None:
-    """GSD (m) the model should see, or None to run on the native grid."""
+def _target_gsd(mode: str, model_gsd: float | None, sizes: tuple[float, float] | None) -> float | None:
+    """GSD (m) the model should see, or None to run on the native grid.
+
+    ``sizes`` are the scene's pixel width and height in metres; either one off the model's
+    GSD by more than the tolerance (non-square ground pixels included) means resampling.
+    """
     if mode == "native":
         return None
     if mode != "auto":
@@ -329,14 +341,14 @@ def _target_gsd(mode: str, model_gsd: float | None, scene_gsd: float | None) -> 
             raise InputError(f"--gsd must be auto, native or a pixel size in metres; got '{mode}'") from None
         if value <= 0:
             raise InputError(f"--gsd must be positive, got {value}")
-        if scene_gsd is None:
+        if sizes is None:
             raise InputError("--gsd METRES needs a scene with a CRS (its pixel size is unknown otherwise)")
         return value
-    if model_gsd is None or scene_gsd is None:
+    if model_gsd is None or sizes is None:
         return None
-    if abs(scene_gsd - model_gsd) / model_gsd <= GSD_TOLERANCE:
+    if all(abs(s - model_gsd) / model_gsd <= GSD_TOLERANCE for s in sizes):
         return None
-    log.info("scene GSD %.3f m differs from the model's %.3f m: resampling", scene_gsd, model_gsd)
+    log.info("scene pixels %.3f x %.3f m differ from the model's %.3f m: resampling", *sizes, model_gsd)
     return model_gsd
 
 
@@ -398,10 +410,11 @@ def _infer_resampled(
 
     Both steps stream through GDAL warped VRTs, so memory stays bounded.
     """
-    scene_gsd = pixel_size_m(src)
-    assert scene_gsd is not None
-    factor = scene_gsd / target_gsd  # model pixels per scene pixel
-    width, height = max(1, round(src.width * factor)), max(1, round(src.height * factor))
+    sizes = pixel_sizes_m(src)
+    assert sizes is not None
+    # per axis, so that the model sees square ground pixels even on a geographic grid
+    width = max(1, round(src.width * sizes[0] / target_gsd))
+    height = max(1, round(src.height * sizes[1] / target_gsd))
     transform = src.transform @ Affine.scale(src.width / width, src.height / height)
     with tempfile.TemporaryDirectory(dir=out_hint.parent, prefix=".roadseg-") as tmp:
         stage = Path(tmp) / "model_grid.tif"

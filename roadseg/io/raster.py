@@ -95,10 +95,11 @@ def select_bands(count: int, bands: Sequence[int] | None, needed: int, name: str
     )
 
 
-def pixel_size_m(ds: Any) -> float | None:
-    """Ground sample distance in metres (mean of x and y), or None without a CRS.
+def pixel_sizes_m(ds: Any) -> tuple[float, float] | None:
+    """Pixel width and height in metres, or None without a CRS.
 
-    Geographic CRSs are measured on the ellipsoid at the scene centre.
+    Geographic CRSs are measured on the ellipsoid at the scene centre, where a square degree
+    pixel is not square on the ground (at 49° N it is 1.5 times taller than wide).
     """
     if ds.crs is None:
         return None
@@ -110,13 +111,15 @@ def pixel_size_m(ds: Any) -> float | None:
         cx, cy = t @ (ds.width / 2, ds.height / 2)
         x1, y1 = t @ (ds.width / 2 + 1, ds.height / 2)
         x2, y2 = t @ (ds.width / 2, ds.height / 2 + 1)
-        dx = geod.inv(cx, cy, x1, y1)[2]
-        dy = geod.inv(cx, cy, x2, y2)[2]
-        return float((dx + dy) / 2)
+        return float(geod.inv(cx, cy, x1, y1)[2]), float(geod.inv(cx, cy, x2, y2)[2])
     unit = ds.crs.linear_units_factor[1] if ds.crs.linear_units_factor else 1.0
-    sx = math.hypot(t.a, t.d) * unit
-    sy = math.hypot(t.b, t.e) * unit
-    return float((sx + sy) / 2)
+    return float(math.hypot(t.a, t.d) * unit), float(math.hypot(t.b, t.e) * unit)
+
+
+def pixel_size_m(ds: Any) -> float | None:
+    """Ground sample distance in metres (mean of width and height), or None without a CRS."""
+    sizes = pixel_sizes_m(ds)
+    return None if sizes is None else (sizes[0] + sizes[1]) / 2
 
 
 def valid_mask(ds: Any, window: Window) -> np.ndarray:

@@ -111,6 +111,10 @@ def test_empty_mask_gives_valid_empty_layer(tmp_path):
         res = vectorize_raster(path, tmp_path / "r.geojson", OPTS)
     assert res.features == 0
     assert json.loads((tmp_path / "r.geojson").read_text())["features"] == []
+    # a uint8 probability raster: the message gives the threshold as a probability, not 127.5
+    faint = write_raster(tmp_path / "f.tif", np.full((64, 64), 60, np.uint8))
+    with pytest.warns(UserWarning, match=r"probability threshold 0.5\)"):
+        vectorize_raster(faint, tmp_path / "f.geojson", OPTS)
 
 
 def test_no_crs_refuses_geojson_unless_pixel_coords(tmp_path):

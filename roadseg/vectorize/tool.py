@@ -156,7 +156,8 @@ def vectorize_raster(
             )
         gsd = pixel_size_m(ds) or opts.pixel_size_m or 1.0
         scale, is_prob = _raster_kind(ds)
-        threshold = (0.5 if opts.threshold is None else opts.threshold) * scale
+        user_threshold = 0.5 if opts.threshold is None else opts.threshold  # as probability, for messages
+        threshold = user_threshold * scale
         if not is_prob:
             threshold = 0.5
         reader = _BlockReader(str(raster), threshold, ds.nodata is not None or any(
@@ -197,7 +198,8 @@ def vectorize_raster(
             geoms, columns, n_comp = _graph_to_features(graph, transform, crs, gsd, opts, probs_reader)
             total = sum(v for v in columns["length_m"] if v is not None) if crs else None
     if not geoms:
-        warnings.warn(f"no roads found in '{raster}' (threshold {threshold:g}); writing an empty layer", stacklevel=2)
+        what = f"probability threshold {user_threshold:g}" if is_prob else "a binary mask"
+        warnings.warn(f"no roads found in '{raster}' ({what}); writing an empty layer", stacklevel=2)
     gtype = "Polygon" if opts.geometry == "polygon" else "LineString"
     written = write_vectors(out, geoms, columns, crs=crs, geometry_type=gtype, pixel_coords=opts.pixel_coords)
     return VectorizeResult(written, len(geoms), n_comp, total, time.perf_counter() - start, geoms)

@@ -209,7 +209,7 @@ _BLOCKS_TO_DEPTH = {(2, 2, 2, 2, False): 18, (3, 4, 6, 3, False): 34, (3, 4, 6, 
 
 
 def _strip_module(key: str) -> str:
-    return key[len("module.") :] if key.startswith("module.") else key
+    return key.removeprefix("module.")
 
 
 def _is_official_dlinknet(data: dict[str, Any]) -> bool:

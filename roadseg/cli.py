@@ -11,8 +11,8 @@ import logging
 import sys
 import tempfile
 import traceback
-from collections.abc import Iterator
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 

@@ -53,13 +53,13 @@ class Normalization:
             return "official D-LinkNet: BGR, x/255*3.2-1.6"
         return f"{self.channel_order}, (x/{self.scale:g} - mean {list(self.mean)}) / std {list(self.std)}"
 
-    def to_dict(self) -> dict[str, Any]:  # noqa: D102
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Normalization:  # noqa: D102
+    def from_dict(cls, d: dict[str, Any]) -> Normalization:
         try:
             return cls(
                 mean=tuple(float(v) for v in d["mean"]),

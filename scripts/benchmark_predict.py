@@ -50,7 +50,11 @@ def child(args: argparse.Namespace) -> dict:
 
     from roadseg.checkpoint import build_model, save_model
     from roadseg.inference.predict import (
-        PredictOptions, autocast_context, predict_raster, prepare_model, resolve_device,
+        PredictOptions,
+        autocast_context,
+        predict_raster,
+        prepare_model,
+        resolve_device,
     )  # fmt: skip
     from roadseg.inference.tiling import plan_tiles
     from roadseg.inference.tta import predict_tta

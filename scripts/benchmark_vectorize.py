@@ -109,7 +109,7 @@ def run_roadseg(mask_path: Path, tmp: Path) -> list:
     df = gpd.read_file(tmp / "out.gpkg")
     with rasterio.open(mask_path) as ds:
         inv = ~ds.transform
-    to_px = lambda xy: np.column_stack(inv * (xy[:, 0], xy[:, 1])) - 0.5  # noqa: E731
+    to_px = lambda xy: np.column_stack(inv * (xy[:, 0], xy[:, 1])) - 0.5
     return [shapely.transform(g, to_px) for g in df.geometry]
 
 

@@ -2,14 +2,13 @@
 structure along tile borders."""
 
 import numpy as np
-import pytest
 import torch
 from conftest import road_image, write_raster
 
 import roadseg
 from roadseg.checkpoint import ModelInfo
 from roadseg.inference.predict import PredictOptions, predict_raster
-from roadseg.inference.tiling import plan_tiles, ramp
+from roadseg.inference.tiling import plan_tiles
 from roadseg.normalization import IMAGENET
 
 

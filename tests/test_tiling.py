@@ -123,7 +123,7 @@ def test_tiled_equals_whole_image(h, w, tta):
 
 def test_tta_views_invert_exactly():
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
-    identity = lambda t: t[:, :1] * 0 + torch.logit(torch.sigmoid(t[:, :1]))  # noqa: E731
+    identity = lambda t: t[:, :1] * 0 + torch.logit(torch.sigmoid(t[:, :1]))
     for mode in ("none", "flip", "d4"):
         out = predict_tta(identity, x, mode)
         np.testing.assert_allclose(out.numpy(), torch.sigmoid(x[:, :1]).numpy(), atol=1e-6)

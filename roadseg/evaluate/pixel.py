@@ -24,26 +24,26 @@ class Confusion:
         self.fp += int(np.count_nonzero(pred & ~truth))
         self.fn += int(np.count_nonzero(~pred & truth))
 
-    def add(self, tp: int, fp: int, fn: int) -> None:  # noqa: D102
+    def add(self, tp: int, fp: int, fn: int) -> None:
         self.tp, self.fp, self.fn = self.tp + tp, self.fp + fp, self.fn + fn
 
     @property
-    def iou(self) -> float:  # noqa: D102
+    def iou(self) -> float:
         d = self.tp + self.fp + self.fn
         return self.tp / d if d else 1.0
 
     @property
-    def precision(self) -> float:  # noqa: D102
+    def precision(self) -> float:
         d = self.tp + self.fp
         return self.tp / d if d else 1.0
 
     @property
-    def recall(self) -> float:  # noqa: D102
+    def recall(self) -> float:
         d = self.tp + self.fn
         return self.tp / d if d else 1.0
 
     @property
-    def f1(self) -> float:  # noqa: D102
+    def f1(self) -> float:
         d = 2 * self.tp + self.fp + self.fn
         return 2 * self.tp / d if d else 1.0
 

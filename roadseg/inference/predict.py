@@ -90,12 +90,12 @@ class PredictResult:
     area_km2: float | None = None
 
     @property
-    def mpx_per_s(self) -> float:  # noqa: D102
+    def mpx_per_s(self) -> float:
         return self.megapixels / max(self.seconds, 1e-9)
 
 
     @property
-    def km2_per_h(self) -> float | None:  # noqa: D102
+    def km2_per_h(self) -> float | None:
         area = self.area_km2
         return None if area is None else area / max(self.seconds, 1e-9) * 3600
 

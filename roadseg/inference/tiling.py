@@ -38,7 +38,7 @@ class TileGrid:
         return self.overlap // 4
 
     @property
-    def stride(self) -> int:  # noqa: D102
+    def stride(self) -> int:
         return self.tile - self.overlap
 
     def __len__(self) -> int:

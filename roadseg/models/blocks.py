@@ -26,7 +26,7 @@ class LinkNetDecoderBlock(nn.Module):
         self.norm3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.norm1(self.conv1(x)))
         x = self.relu(self.norm2(self.deconv2(x)))
         return self.relu(self.norm3(self.conv3(x)))
@@ -47,7 +47,7 @@ class DilatedCenter(nn.Module):
         for conv in self.convs:
             nn.init.zeros_(conv.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x
         y = x
         for conv in self.convs:

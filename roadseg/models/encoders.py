@@ -59,7 +59,7 @@ class ResNetEncoder(nn.Module):
         if in_channels != 3:
             self.conv1 = _adapt_first_conv(self.conv1, in_channels, pretrained=weights is not None)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         stem = self.relu(self.bn1(self.conv1(x)))
         e1 = self.layer1(self.maxpool(stem))
         e2 = self.layer2(e1)

@@ -55,7 +55,7 @@ class LinkNet(nn.Module):
             nn.Conv2d(32, classes, 3, padding=1),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, self.size_divisor)
         _, e1, e2, e3, e4 = self.encoder(x)
         d = self.center(e4)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 from roadseg.models.blocks import check_input_size, conv_bn_relu
 from roadseg.models.encoders import EncoderWeights, ResNetEncoder
@@ -44,7 +44,7 @@ class UNet(nn.Module):
         )
         self.head = nn.Conv2d(chans[0], classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, self.size_divisor)
         skips = []
         for i, block in enumerate(self.down):
@@ -81,7 +81,7 @@ class ResUNet(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Conv2d(prev, classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, self.size_divisor)
         stem, e1, e2, e3, e4 = self.encoder(x)
         d = e4

@@ -8,7 +8,7 @@ rot90. Pixels that the shift brings in from outside the image are marked invalid
 
 from __future__ import annotations
 
-import albumentations as A  # noqa: N812
+import albumentations as A
 import cv2
 import numpy as np
 

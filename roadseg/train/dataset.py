@@ -288,7 +288,7 @@ class GeoWindowDataset(RoadDataset):
             self._labels[s.label] = df.geometry
         return self._labels[s.label]
 
-    def load(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: D102
+    def load(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         import rasterio
         from rasterio.features import rasterize
         from rasterio.windows import Window

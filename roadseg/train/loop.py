@@ -54,7 +54,7 @@ class DistInfo:
     world: int = 1
 
     @property
-    def main(self) -> bool:  # noqa: D102
+    def main(self) -> bool:
         return self.rank == 0
 
 
@@ -93,7 +93,7 @@ class _EpochPermutation(Sampler[int]):
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
 
-    def set_epoch(self, epoch: int) -> None:  # noqa: D102
+    def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:

@@ -7,7 +7,7 @@ with a smoothing term of 1 so an all-background batch gives 0 loss rather than 0
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 
 def bce_dice_loss(

@@ -21,7 +21,6 @@ from rasterio.windows import Window
 from skimage.morphology import skeletonize
 
 
-
 @dataclass(frozen=True)
 class Block:
     """A core window and the halo window that contains it (pixel offsets, scene grid)."""
@@ -32,7 +31,7 @@ class Block:
     width: int
     halo: int
 
-    def read_window(self, scene_h: int, scene_w: int) -> Window:  # noqa: D102
+    def read_window(self, scene_h: int, scene_w: int) -> Window:
         r0, c0 = max(0, self.row - self.halo), max(0, self.col - self.halo)
         r1 = min(scene_h, self.row + self.height + self.halo)
         c1 = min(scene_w, self.col + self.width + self.halo)

@@ -102,16 +102,22 @@ def test_no_crs_warns_and_works(tmp_path):
     assert res.mask_path.exists()
 
 
-def test_gsd_resampling_runs_model_at_its_gsd_and_writes_scene_grid(tmp_path, monkeypatch):
-    path = write_raster(tmp_path / "s.tif", road_image(120, 100))  # 0.5 m pixels
-    seen = []
+@pytest.fixture
+def seen(monkeypatch):
+    """The (width, height) of every grid the model runs on."""
+    sizes = []
     original = predict_mod.infer_scene
 
     def spy(ds, *args, **kwargs):
-        seen.append((ds.width, ds.height))
+        sizes.append((ds.width, ds.height))
         return original(ds, *args, **kwargs)
 
     monkeypatch.setattr(predict_mod, "infer_scene", spy)
+    return sizes
+
+
+def test_gsd_resampling_runs_model_at_its_gsd_and_writes_scene_grid(tmp_path, seen):
+    path = write_raster(tmp_path / "s.tif", road_image(120, 100))  # 0.5 m pixels
     res = predict_raster(path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model(gsd=1.0))
     assert res.resampled and seen == [(50, 60)]
     with rasterio.open(path) as src, rasterio.open(res.prob_path) as p:
@@ -126,20 +132,12 @@ def test_gsd_resampling_runs_model_at_its_gsd_and_writes_scene_grid(tmp_path, mo
     assert seen == [(100, 120)]
 
 
-def test_geographic_scene_is_resampled_to_square_ground_pixels(tmp_path, monkeypatch):
+def test_geographic_scene_is_resampled_to_square_ground_pixels(tmp_path, seen):
     """At 60° N a 1e-5° pixel is ~0.56 m wide and ~1.12 m tall: each axis gets its own factor."""
     from affine import Affine
 
     path = write_raster(tmp_path / "g.tif", road_image(200, 300), crs="EPSG:4326",
                         transform=Affine(1e-5, 0, 10.0, 0, -1e-5, 60.0015))  # fmt: skip
-    seen = []
-    original = predict_mod.infer_scene
-
-    def spy(ds, *args, **kwargs):
-        seen.append((ds.width, ds.height))
-        return original(ds, *args, **kwargs)
-
-    monkeypatch.setattr(predict_mod, "infer_scene", spy)
     res = predict_raster(path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model(gsd=1.0))
     with rasterio.open(path) as src:
         dx, dy = pixel_sizes_m(src)

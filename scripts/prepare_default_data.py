@@ -33,6 +33,7 @@ from rasterio.features import rasterize
 from rasterio.vrt import WarpedVRT
 
 from roadseg.io.raster import pixel_sizes_m
+from roadseg.train.dataset import road_shapes
 
 TARGET_GSD_M = 1.0
 ROAD_WIDTH_M = 7.0  # Massachusetts labels: ~7 px at 1 m
@@ -58,12 +59,7 @@ def _geo_scene(
         df = gpd.read_file(labels, layer=layer)
     if query:
         df = df.query(query)
-    df = df[df.geometry.notna()]
-    utm = df.estimate_utm_crs()
-    geoms = df.to_crs(utm).geometry
-    lines = geoms.geom_type.isin(["LineString", "MultiLineString"])
-    geoms = geoms.where(~lines, geoms.buffer(ROAD_WIDTH_M / 2))
-    geoms = gpd.GeoSeries(geoms, crs=utm).to_crs(crs)
+    geoms = road_shapes(df[df.geometry.notna()], crs, ROAD_WIDTH_M)
     mask = rasterize([(g, 255) for g in geoms if not g.is_empty], out_shape=(height, width),
                      transform=transform, dtype="uint8")  # fmt: skip
     Image.fromarray(pixels).save(out_image)

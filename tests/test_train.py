@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 from PIL import Image
 
@@ -14,6 +15,7 @@ from roadseg.cli import main
 from roadseg.config import load_config
 from roadseg.errors import ConfigError, InputError
 from roadseg.train import loop as loop_mod
+from roadseg.io.raster import pixel_sizes_m
 from roadseg.train.dataset import discover, split
 from roadseg.train.loop import TrainingDiverged, fit
 
@@ -249,3 +251,35 @@ def test_ddp_two_gloo_processes(tmp_path):
     # 8 train samples over 2 processes x batch 2: 2 steps per epoch
     assert rows[-1]["step"] == "4"
     assert roadseg.load_model(tmp_path / "run" / "last.pt")[1].arch == "unet"
+
+
+def test_geotiff_layout_rasterizes_lines_to_metres_on_the_ground(tmp_path):
+    """EPSG:4326 at 60° N: a 6 m road is 6 m wide whether it runs E-W or N-S."""
+    import geopandas as gpd
+    from affine import Affine
+    from conftest import road_image, write_raster
+    from shapely.geometry import LineString
+
+    from roadseg.normalization import IMAGENET
+    from roadseg.train.dataset import GeoWindowDataset
+
+    root = tmp_path / "geo"
+    root.mkdir()
+    t = Affine(1e-5, 0, 10.0, 0, -1e-5, 60.002)  # ~0.56 m wide, ~1.11 m tall pixels
+    write_raster(root / "scene.tif", road_image(160, 320), crs="EPSG:4326", transform=t)
+    x0, y0 = t @ (0, 0)
+    x1, y1 = t @ (320, 160)
+    ew = LineString([(x0, (y0 + y1) / 2), (x1, (y0 + y1) / 2)])  # along a parallel
+    ns = LineString([((x0 + x1) / 2, y0), ((x0 + x1) / 2, y1)])  # along a meridian
+    gpd.GeoDataFrame(geometry=[ew, ns], crs="EPSG:4326").to_file(root / "scene.gpkg")
+    cfg = load_config(None, [f"data.root={root}", "data.crop_size=512", "data.road_width_m=6"]).data
+    layout, samples = discover(cfg)
+    assert layout == "geotiff" and [s.id for s in samples] == ["scene"]
+    ds = GeoWindowDataset(samples, cfg, IMAGENET, train=False)
+    image, mask, valid = ds.load(0, np.random.default_rng(0))
+    assert image.shape == (160, 320, 3) and valid.all()
+    with rasterio.open(root / "scene.tif") as src:
+        dx, dy = pixel_sizes_m(src)
+    rows = mask[:, 10].sum() * dy  # the E-W road crossed N-S, in metres
+    cols = mask[10, :].sum() * dx  # the N-S road crossed E-W
+    assert abs(rows - 6) <= dy and abs(cols - 6) <= dx

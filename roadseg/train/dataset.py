@@ -264,6 +264,20 @@ def _crop(
     return image[sl], mask[sl], valid[sl]
 
 
+def road_shapes(df: Any, crs: Any, width_m: float) -> Any:
+    """Road label geometries in ``crs``: lines buffered to ``width_m`` metres, polygons as they are.
+
+    Lines are buffered in the local UTM zone, so the width is metres on the ground in any CRS
+    (a buffer in degrees would be 1.5 times wider N-S than E-W at 49° N).
+    """
+    import geopandas as gpd
+
+    utm = df.estimate_utm_crs()
+    geoms = df.to_crs(utm).geometry
+    lines = geoms.geom_type.isin(["LineString", "MultiLineString"])
+    return gpd.GeoSeries(geoms.where(~lines, geoms.buffer(width_m / 2)), crs=utm).to_crs(crs)
+
+
 class GeoWindowDataset(RoadDataset):
     """Random windows of georeferenced scenes with road vectors rasterized on the fly.
 
@@ -284,8 +298,8 @@ class GeoWindowDataset(RoadDataset):
                 df = gpd.read_file(s.label, layer=self.cfg.label_layer)
             if self.cfg.label_query:
                 df = df.query(self.cfg.label_query)
-            df = df[df.geometry.notna()].to_crs(crs)
-            self._labels[s.label] = df.geometry
+            df = df[df.geometry.notna()]
+            self._labels[s.label] = road_shapes(df, crs, self.cfg.road_width_m)
         return self._labels[s.label]
 
     def load(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -293,8 +307,6 @@ class GeoWindowDataset(RoadDataset):
         from rasterio.features import rasterize
         from rasterio.windows import Window
         from rasterio.windows import transform as window_transform
-
-        from roadseg.io.raster import pixel_size_m
 
         s = self.samples[index % len(self.samples)]
         with rasterio.open(s.image) as ds:
@@ -305,12 +317,7 @@ class GeoWindowDataset(RoadDataset):
             win = Window(c, r, w, h)
             image = ds.read([1, 2, 3] if ds.count >= 3 else [1, 1, 1], window=win).transpose(1, 2, 0)
             valid = (ds.dataset_mask(window=win) > 0).astype(np.uint8)
-            geoms = self._vectors(s, ds.crs)
-            gsd = pixel_size_m(ds) or 1.0
-            half = self.cfg.road_width_m / 2
-            # buffer in metres: in CRS units for projected CRSs, through the pixel size otherwise
-            unit = half if not ds.crs.is_geographic else half / gsd * abs(ds.transform.a)
-            shapes = [g.buffer(unit) if g.geom_type in ("LineString", "MultiLineString") else g for g in geoms]
+            shapes = self._vectors(s, ds.crs)
             mask = rasterize(
                 [(g, 1) for g in shapes if not g.is_empty], out_shape=(h, w),
                 transform=window_transform(win, ds.transform), dtype="uint8",

@@ -21,7 +21,7 @@ _API = {
     "RoadsegError": "roadseg.errors",
 }
 
-__all__ = [*_API, "__version__"]
+__all__ = [*_API, "__version__"]  # noqa: PLE0604 - the keys of _API are strings
 
 
 def __getattr__(name: str) -> Any:

@@ -53,7 +53,7 @@ def test_default_model_is_used_without_checkpoint(tmp_path, scene_path, capsys):
     except CheckpointError as exc:  # an installation without bundled weights says so clearly
         assert "pass --checkpoint PATH" in str(exc)
         return
-    model, info = roadseg.load_model(path)
+    _, info = roadseg.load_model(path)
     assert info.gsd_m is not None and info.meta.get("config")
     rc = main(["predict", str(scene_path), "--mask-out", str(tmp_path / "m.tif"), "--tile-size", "256",
                "--tta", "none", "--gsd", "native", "-q"])  # fmt: skip

@@ -14,8 +14,8 @@ import roadseg
 from roadseg.cli import main
 from roadseg.config import load_config
 from roadseg.errors import ConfigError, InputError
-from roadseg.train import loop as loop_mod
 from roadseg.io.raster import pixel_sizes_m
+from roadseg.train import loop as loop_mod
 from roadseg.train.dataset import discover, split
 from roadseg.train.loop import TrainingDiverged, fit
 
@@ -60,7 +60,7 @@ def test_overfits_tiny_dataset(tmp_path):
     assert float(last["train_loss"]) < 0.6 * float(first["train_loss"])
     road_fraction = 0.12  # ~2 x 4 px lines in 64 px: chance IoU is about this
     assert float(last["val_iou"]) > 3 * road_fraction
-    model, info = roadseg.load_model(tmp_path / "run" / "best.pt")
+    _, info = roadseg.load_model(tmp_path / "run" / "best.pt")
     assert info.gsd_m == 0.5 and info.meta["config"]["model"]["arch"] == "unet"
 
 
@@ -103,7 +103,7 @@ def test_init_checkpoint_errors(tmp_path):
     with pytest.raises(InputError, match=r"holds unet .*'base_channels': 8.* set model.arch and model.kwargs"):
         fit(tiny_cfg(data, **{"model.init_checkpoint": ckpt, "model.kwargs": "{depth: 2, base_channels: 4}"}),
             tmp_path / "b", progress=False)  # fmt: skip
-    with pytest.raises(InputError, match="set model.normalization to match"):
+    with pytest.raises(InputError, match=r"set model\.normalization to match"):
         fit(tiny_cfg(data, **{"model.init_checkpoint": ckpt, "model.normalization": "dlinknet"}),
             tmp_path / "c", progress=False)  # fmt: skip
     with pytest.raises(InputError, match="not found"):
@@ -155,7 +155,7 @@ def test_config_errors(tmp_path):
         load_config(None, ["optim.learning_rate=0.1"])
     with pytest.raises(ConfigError, match="config key 'epochs': expected int"):
         load_config(None, ["epochs=many"])
-    with pytest.raises(ConfigError, match="'model.normalization'"):
+    with pytest.raises(ConfigError, match=r"'model\.normalization'"):
         load_config(None, ["model.normalization=zscore"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [1, 2\n")

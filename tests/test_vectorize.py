@@ -49,7 +49,7 @@ def test_graph_on_synthetic_cross(tmp_path):
     assert res.features == 5 and res.components == 2
     assert df.gap_closed.sum() == 1
     junction = df.groupby("u").size().idxmax()
-    ends = [g.coords[0] if u == junction else g.coords[-1] for g, u, v in zip(df.geometry, df.u, df.v) if junction in (u, v)]
+    ends = [g.coords[0] if u == junction else g.coords[-1] for g, u, v in zip(df.geometry, df.u, df.v, strict=True) if junction in (u, v)]
     assert len(ends) == 4 and len({tuple(e) for e in ends}) == 1  # shared exact coordinate
     # lengths in metres: the horizontal road is 660 px * 0.5 m, minus end shrinkage
     assert 320 < df.length_m.sum() - df[df.gap_closed].length_m.sum() - 0 < 700

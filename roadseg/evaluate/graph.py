@@ -108,7 +108,7 @@ def snap_nodes(src: nx.Graph, dst: nx.Graph, max_dist: float) -> tuple[nx.Graph,
     tree = STRtree(geoms)
     src_ids = list(src.nodes)
     pts = shapely.points(np.array([src.nodes[n]["xy"] for n in src_ids]))
-    (pi, ei), dists = tree.query_nearest(pts, max_distance=max_dist, return_distance=True, all_matches=False)
+    pi, ei = tree.query_nearest(pts, max_distance=max_dist, all_matches=False)
     inserts: dict[int, list[tuple[float, int]]] = {}
     for p, e in zip(pi, ei, strict=True):
         along = geoms[e].project(pts[p])

@@ -72,7 +72,7 @@ class ResUNet(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder = ResNetEncoder(encoder_name, in_channels=in_channels, weights=encoder_weights)
-        skips = list(reversed(self.encoder.out_channels[:-1])) + [0]  # e3, e2, e1, stem, none
+        skips = [*reversed(self.encoder.out_channels[:-1]), 0]  # e3, e2, e1, stem, none
         prev = self.encoder.out_channels[-1]
         blocks = []
         for out, skip in zip(decoder_channels, skips, strict=True):

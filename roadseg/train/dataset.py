@@ -134,7 +134,7 @@ def split(samples: list[Sample], cfg: DataConfig) -> tuple[list[Sample], list[Sa
         val = [s for s in samples if s.id in set(cfg.val_ids)]
     else:
         order = np.random.default_rng(cfg.split_seed).permutation(len(samples))
-        n_val = int(round(len(samples) * cfg.val_fraction))
+        n_val = round(len(samples) * cfg.val_fraction)
         if cfg.val_fraction > 0 and len(samples) > 1:
             n_val = max(1, n_val)
         val = [samples[i] for i in sorted(order[:n_val])]

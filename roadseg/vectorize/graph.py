@@ -164,7 +164,7 @@ def contract_degree_two(graph: nx.MultiGraph) -> None:
         edges = list(graph.edges(n, keys=True, data=True))
         if len(edges) != 2 or any(u == v for u, v, _, _ in edges):
             continue
-        (a_u, a_v, a_k, a), (b_u, b_v, b_k, b) = edges
+        (a_u, a_v, _, a), (b_u, b_v, _, b) = edges
         end_a = a_v if a_u == n else a_u
         end_b = b_v if b_u == n else b_u
         xy = graph.nodes[n]["xy"]

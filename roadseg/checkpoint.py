@@ -124,9 +124,16 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle means an unusable file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if "Unsupported global" in text or (head[:1] == b"\x80" and "WeightsUnpickler" in text):
             reason = "it contains Python objects other than tensors and plain data, which are never executed"
+        elif head[:2] == b"PK":
+            reason = "the PyTorch zip archive is damaged or truncated"
+        elif "WeightsUnpickler" in text:  # neither zip (PK..) nor pickle (0x80..) magic
+            reason = "its bytes are neither a PyTorch zip archive nor a pickle: corrupt, or another format"
         raise CheckpointError(
             f"cannot load checkpoint '{path}': not a readable PyTorch file ({reason[:300]}). "
             "Expected a roadseg checkpoint or an official D-LinkNet .th state_dict; is the file complete?"

@@ -183,7 +183,7 @@ def test_truncated_file(tmp_path, tiny_checkpoint):
     data = tiny_checkpoint.read_bytes()
     path = tmp_path / "trunc.pt"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="cannot load checkpoint .*zip archive is damaged or truncated"):
+    with pytest.raises(CheckpointError, match=r"cannot load checkpoint .*zip archive is damaged or truncated"):
         roadseg.load_model(path)
 
 

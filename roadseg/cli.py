@@ -316,10 +316,15 @@ def evaluate_cmd(
         typer.echo(f"{key:<20} {value:.4f}")
 
 
+INTERRUPTED = "interrupted; no partial output was left behind"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map errors to one-line messages and exit codes."""
     try:
         rv = app(args=argv, prog_name="roadseg", standalone_mode=False)
+        if rv == 130:  # typer turns Ctrl-C into Exit(130) and, not standalone, returns the code
+            print(INTERRUPTED, file=sys.stderr)
         return rv if isinstance(rv, int) else 0
     except typer.Exit as exc:
         return int(exc.exit_code)
@@ -327,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return int(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
-        print("interrupted; no partial output was left behind", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     except RoadsegError as exc:
         if _STATE["verbose"]:

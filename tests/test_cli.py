@@ -100,3 +100,16 @@ def test_predict_geojson_without_crs_fails_before_inference(tmp_path, tiny_check
     monkeypatch.setattr(predict_mod, "infer_scene", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
     assert main(["predict", str(path), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "r.geojson")]) == 2
     assert "has no CRS" in capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path, scene_path, tiny_checkpoint, monkeypatch, capsys):
+    from roadseg.inference import predict as predict_mod
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict_mod, "infer_scene", interrupted)
+    rc = main(["predict", str(scene_path), "--checkpoint", str(tiny_checkpoint), "--prob-out", str(tmp_path / "p.tif"), "-q"])
+    assert rc == 130
+    assert capsys.readouterr().err.strip().endswith("interrupted; no partial output was left behind")
+    assert not (tmp_path / "p.tif").exists()

@@ -26,13 +26,12 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import rasterio
-from affine import Affine
 from PIL import Image
 from rasterio.enums import Resampling
 from rasterio.features import rasterize
 from rasterio.vrt import WarpedVRT
 
-from roadseg.io.raster import pixel_sizes_m
+from roadseg.io.raster import resampled_grid
 from roadseg.train.dataset import road_shapes
 
 TARGET_GSD_M = 1.0
@@ -43,9 +42,7 @@ def _geo_scene(
     image: Path, labels: Path, out_image: Path, out_mask: Path, *, layer: str | None = None, query: str | None = None
 ) -> None:
     with rasterio.open(image) as src:
-        dx, dy = pixel_sizes_m(src)
-        width, height = max(1, round(src.width * dx / TARGET_GSD_M)), max(1, round(src.height * dy / TARGET_GSD_M))
-        transform = src.transform @ Affine.scale(src.width / width, src.height / height)
+        width, height, transform = resampled_grid(src, TARGET_GSD_M)
         with WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height,
                        resampling=Resampling.bilinear) as vrt:  # fmt: skip
             bands = [1, 2, 3] if vrt.count >= 3 else [1, 1, 1]

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
-from affine import Affine
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -42,6 +41,7 @@ from roadseg.io.raster import (
     open_raster,
     pixel_size_m,
     pixel_sizes_m,
+    resampled_grid,
     select_bands,
     valid_mask,
 )
@@ -410,12 +410,7 @@ def _infer_resampled(
 
     Both steps stream through GDAL warped VRTs, so memory stays bounded.
     """
-    sizes = pixel_sizes_m(src)
-    assert sizes is not None
-    # per axis, so that the model sees square ground pixels even on a geographic grid
-    width = max(1, round(src.width * sizes[0] / target_gsd))
-    height = max(1, round(src.height * sizes[1] / target_gsd))
-    transform = src.transform @ Affine.scale(src.width / width, src.height / height)
+    width, height, transform = resampled_grid(src, target_gsd)
     with tempfile.TemporaryDirectory(dir=out_hint.parent, prefix=".roadseg-") as tmp:
         stage = Path(tmp) / "model_grid.tif"
         profile = {

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.shutil import copy as rio_copy
@@ -114,6 +115,20 @@ def pixel_sizes_m(ds: Any) -> tuple[float, float] | None:
         return float(geod.inv(cx, cy, x1, y1)[2]), float(geod.inv(cx, cy, x2, y2)[2])
     unit = ds.crs.linear_units_factor[1] if ds.crs.linear_units_factor else 1.0
     return float(math.hypot(t.a, t.d) * unit), float(math.hypot(t.b, t.e) * unit)
+
+
+def resampled_grid(ds: Any, gsd_m: float) -> tuple[int, int, Affine]:
+    """(width, height, transform) of ``ds``'s extent on square ``gsd_m`` ground pixels.
+
+    Each axis gets its own factor, so a geographic grid also becomes square on the ground;
+    the CRS stays the scene's. ``ds`` must have a CRS.
+    """
+    sizes = pixel_sizes_m(ds)
+    if sizes is None:
+        raise InputError("resampling to a pixel size in metres needs a raster with a CRS")
+    width = max(1, round(ds.width * sizes[0] / gsd_m))
+    height = max(1, round(ds.height * sizes[1] / gsd_m))
+    return width, height, ds.transform @ Affine.scale(ds.width / width, ds.height / height)
 
 
 def pixel_size_m(ds: Any) -> float | None:

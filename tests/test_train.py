@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import rasterio.warp
 import torch
 from PIL import Image
 
@@ -283,3 +284,32 @@ def test_geotiff_layout_rasterizes_lines_to_metres_on_the_ground(tmp_path):
     rows = mask[:, 10].sum() * dy  # the E-W road crossed N-S, in metres
     cols = mask[10, :].sum() * dx  # the N-S road crossed E-W
     assert abs(rows - 6) <= dy and abs(cols - 6) <= dx
+
+
+def test_geotiff_layout_one_vector_file_for_rasters_in_two_crss(tmp_path):
+    """The label cache is per (file, CRS): a shared vector file serves each raster in its own CRS."""
+    import geopandas as gpd
+    from affine import Affine
+    from conftest import road_image, write_raster
+    from shapely.geometry import LineString
+
+    from roadseg.normalization import IMAGENET
+    from roadseg.train.dataset import GeoWindowDataset
+
+    root = tmp_path / "geo"
+    root.mkdir()
+    utm = Affine(0.5, 0, 500000.0, 0, -0.5, 4000000.0)  # EPSG:32633, 64 x 64 px
+    write_raster(root / "a_utm.tif", road_image(64, 64), crs="EPSG:32633", transform=utm)
+    with rasterio.open(root / "a_utm.tif") as src:
+        west, south, east, north = rasterio.warp.transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    geo = Affine((east - west) / 64, 0, west, 0, -(north - south) / 64, north)
+    write_raster(root / "b_geo.tif", road_image(64, 64), crs="EPSG:4326", transform=geo)
+    mid = (south + north) / 2
+    gpd.GeoDataFrame(geometry=[LineString([(west, mid), (east, mid)])], crs="EPSG:4326").to_file(root / "roads.gpkg")
+    cfg = load_config(None, [f"data.root={root}", "data.crop_size=64", "data.road_width_m=4"]).data
+    _, samples = discover(cfg)
+    ds = GeoWindowDataset(samples, cfg, IMAGENET, train=False)
+    rng = np.random.default_rng(0)
+    for i in range(2):  # same file, both CRSs: the road crosses the middle of both scenes
+        mask = ds.load(i, rng)[1]
+        assert mask[28:36].sum() > 0 and mask[:20].sum() == 0 and mask[44:].sum() == 0

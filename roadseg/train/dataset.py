@@ -287,10 +287,11 @@ class GeoWindowDataset(RoadDataset):
 
     def __init__(self, samples: list[Sample], cfg: DataConfig, normalization: Normalization, **kw: Any) -> None:
         super().__init__(samples, cfg, normalization, **kw)
-        self._labels: dict[Path, Any] = {}
+        self._labels: dict[tuple[Path, str], Any] = {}
 
     def _vectors(self, s: Sample, crs: Any) -> Any:
-        if s.label not in self._labels:
+        key = (s.label, str(crs))  # one vector file may serve rasters in different CRSs
+        if key not in self._labels:
             import geopandas as gpd
 
             with warnings.catch_warnings():
@@ -299,8 +300,8 @@ class GeoWindowDataset(RoadDataset):
             if self.cfg.label_query:
                 df = df.query(self.cfg.label_query)
             df = df[df.geometry.notna()]
-            self._labels[s.label] = road_shapes(df, crs, self.cfg.road_width_m)
-        return self._labels[s.label]
+            self._labels[key] = road_shapes(df, crs, self.cfg.road_width_m)
+        return self._labels[key]
 
     def load(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         import rasterio

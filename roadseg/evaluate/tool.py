@@ -71,18 +71,10 @@ def pair(pred: Path, truth: Path, suffixes: set[str]) -> list[tuple[str, Path, P
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
+    from roadseg.io.raster import open_raster
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        try:
-            with rasterio.open(path) as ds:
-                data = ds.read(1)
-                valid = ds.read_masks(1) > 0 if ds.nodata is not None else None
-        except rasterio.errors.RasterioIOError as exc:
-            raise InputError(f"cannot read raster '{path}': {str(exc).splitlines()[0]}") from None
-    return data, valid
+    with open_raster(path) as ds:
+        return ds.read(1), (ds.read_masks(1) > 0 if ds.nodata is not None else None)
 
 
 def _to_levels(data: np.ndarray) -> tuple[np.ndarray, bool]:

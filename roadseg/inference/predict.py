@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
-from rasterio.enums import MaskFlags, Resampling
+from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from torch import nn
@@ -38,6 +38,7 @@ from roadseg.io.atomic import check_output_path
 from roadseg.io.raster import (
     SceneReader,
     StripWriter,
+    has_invalid_pixels,
     open_raster,
     pixel_size_m,
     pixel_sizes_m,
@@ -245,10 +246,6 @@ def _fit_tile(height: int, width: int, tile: int, overlap: int, divisor: int) ->
     return need, min(overlap, need // 2)
 
 
-def _needs_mask(ds: Any) -> bool:
-    return any(MaskFlags.all_valid not in flags for flags in ds.mask_flag_enums)
-
-
 def predict_raster(
     scene: str | os.PathLike[str],
     *,
@@ -298,7 +295,7 @@ def predict_raster(
         scene_gsd = pixel_size_m(src)
         sizes = pixel_sizes_m(src)
         target_gsd = _target_gsd(opts.gsd, info.gsd_m, sizes)
-        writers = _open_writers(src, prob_out, mask_out, opts.prob_dtype, with_mask=_needs_mask(src))
+        writers = _open_writers(src, prob_out, mask_out, opts.prob_dtype, with_mask=has_invalid_pixels(src))
         try:
             start = time.perf_counter()
             final_sink = _final_sink(src, writers, threshold, opts.prob_dtype)
@@ -377,7 +374,7 @@ def _final_sink(
     src: Any, writers: dict[str, StripWriter], threshold: float, prob_dtype: str
 ) -> Callable[[int, np.ndarray], None]:
     """Mask nodata, quantize and write strips on the scene's grid."""
-    mask_ds = rasterio.open(src.name) if _needs_mask(src) else None  # own handle: the reader owns src
+    mask_ds = rasterio.open(src.name) if has_invalid_pixels(src) else None  # own handle: the reader owns src
 
     def sink(row0: int, probs: np.ndarray) -> None:
         valid = None

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.shutil import copy as rio_copy
 from rasterio.windows import Window
@@ -135,6 +135,11 @@ def pixel_size_m(ds: Any) -> float | None:
     """Ground sample distance in metres (mean of width and height), or None without a CRS."""
     sizes = pixel_sizes_m(ds)
     return None if sizes is None else (sizes[0] + sizes[1]) / 2
+
+
+def has_invalid_pixels(ds: Any) -> bool:
+    """Whether any band declares invalid pixels (nodata value, alpha or mask band)."""
+    return any(MaskFlags.all_valid not in flags for flags in ds.mask_flag_enums)
 
 
 def valid_mask(ds: Any, window: Window) -> np.ndarray:

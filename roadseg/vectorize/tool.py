@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from roadseg.errors import InputError
 from roadseg.io.atomic import check_output_path
-from roadseg.io.raster import open_raster, pixel_size_m
+from roadseg.io.raster import has_invalid_pixels, open_raster, pixel_size_m
 from roadseg.vectorize import graph as G
 from roadseg.vectorize.geo import areas_m2, driver_for, lengths_m, pixel_to_map, write_vectors
 from roadseg.vectorize.skeleton import Block, plan_blocks, process_block
@@ -157,12 +157,8 @@ def vectorize_raster(
         gsd = pixel_size_m(ds) or opts.pixel_size_m or 1.0
         scale, is_prob = _raster_kind(ds)
         user_threshold = 0.5 if opts.threshold is None else opts.threshold  # as probability, for messages
-        threshold = user_threshold * scale
-        if not is_prob:
-            threshold = 0.5
-        reader = _BlockReader(str(raster), threshold, ds.nodata is not None or any(
-            rasterio.enums.MaskFlags.all_valid not in f for f in ds.mask_flag_enums
-        ))  # fmt: skip
+        threshold = user_threshold * scale if is_prob else 0.5
+        reader = _BlockReader(str(raster), threshold, has_invalid_pixels(ds))
         blocks = plan_blocks(ds.height, ds.width, opts.block_size, opts.halo)
         px_area = gsd * gsd
         work = partial(
@@ -189,7 +185,7 @@ def vectorize_raster(
         transform = ds.transform
         probs_reader = (lambda xy: _mean_values(ds, xy, scale)) if is_prob else None
         if opts.geometry == "polygon":
-            geoms = [g for g in shapely.get_parts(shapely.unary_union(polygons))] if polygons else []
+            geoms = list(shapely.get_parts(shapely.unary_union(polygons))) if polygons else []
             columns: dict[str, list[Any]] = {"id": list(range(len(geoms))), "area_m2": areas_m2(geoms, crs)}
             n_comp = len(geoms)
             total = None

@@ -105,6 +105,12 @@ def info_cmd(
         typer.echo(f"{key:<{width}} {value}")
 
 
+def _check_preview(preview: Path | None) -> None:
+    """Refuse a non-PNG preview before any work is done."""
+    if preview is not None and preview.suffix.lower() != ".png":
+        raise InputError(f"--preview must be a .png file, got '{preview.name}'")
+
+
 def _short(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 100 else text[:97] + "..."
@@ -138,8 +144,7 @@ def predict_cmd(
 
     if out is None and prob_out is None and mask_out is None and preview is None:
         raise InputError("nothing to write: give --out roads.geojson, --prob-out, --mask-out or --preview")
-    if preview is not None and preview.suffix.lower() != ".png":
-        raise InputError(f"--preview must be a .png file, got '{preview.name}'")
+    _check_preview(preview)
     if out is not None:
         from roadseg.vectorize.geo import driver_for
 
@@ -235,6 +240,7 @@ def vectorize_cmd(
         simplify_m=simplify_m, block_size=block_size, geometry=geometry, pixel_coords=pixel_coords,
         progress=not quiet,
     )  # fmt: skip
+    _check_preview(preview)
     res = vectorize_raster(raster, out, opts)
     if preview is not None:
         from roadseg.preview import render_preview

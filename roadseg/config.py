@@ -72,6 +72,10 @@ class OptimConfig:
 
     lr: float = 2e-4
     weight_decay: float = 0.0
+    #: "plateau" (the D-LinkNet recipe) or "cosine": lr follows a half cosine from lr to min_lr
+    #: over all epochs, per step. Cosine suits a fixed compute budget and a noisy validation
+    #: loss, which makes the plateau rule cut the lr too early.
+    schedule: Literal["plateau", "cosine"] = "plateau"
     plateau_patience: int = 3
     plateau_factor: float = 0.2
     min_lr: float = 5e-7

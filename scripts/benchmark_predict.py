@@ -49,13 +49,8 @@ def child(args: argparse.Namespace) -> dict:
     import torch
 
     from roadseg.checkpoint import build_model, save_model
-    from roadseg.inference.predict import (
-        PredictOptions,
-        autocast_context,
-        predict_raster,
-        prepare_model,
-        resolve_device,
-    )  # fmt: skip
+    from roadseg.devices import amp_dtype, autocast, resolve_device
+    from roadseg.inference.predict import PredictOptions, predict_raster, prepare_model
     from roadseg.inference.tiling import plan_tiles
     from roadseg.inference.tta import predict_tta
     from roadseg.normalization import IMAGENET
@@ -76,8 +71,9 @@ def child(args: argparse.Namespace) -> dict:
         n_tiles = len(plan_tiles(size, size, args.tile, args.overlap))
         batch = torch.randint(0, 255, (args.batch, 3, args.tile, args.tile), dtype=torch.uint8)
         # model only: ready batches on the device, same tile count, TTA and normalization
-        with torch.inference_mode(), autocast_context(device, None if args.amp else False):
-            x = IMAGENET.apply(batch.to(device))
+        dtype = amp_dtype(device, device.type == "cuda" if args.amp is None else args.amp)
+        with torch.inference_mode(), autocast(device, dtype):
+            x = IMAGENET.apply(batch.to(device)).contiguous(memory_format=torch.channels_last)
             predict_tta(model, x, args.tta)  # warm-up
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -89,7 +85,7 @@ def child(args: argparse.Namespace) -> dict:
             model_s = (time.perf_counter() - t0) * n_tiles / done
         opts = PredictOptions(
             tta=args.tta, tile_size=args.tile, overlap=args.overlap, batch_size=args.batch,
-            device=args.device, amp=None if args.amp else False, progress=False,
+            device=args.device, amp=args.amp, progress=False,
         )  # fmt: skip
         t0 = time.perf_counter()
         predict_raster(scene, checkpoint=None, prob_out=tmp / "prob.tif", mask_out=tmp / "mask.tif",
@@ -114,7 +110,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--tta", default="none")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                    help="mixed precision (default: predict's default, on for CUDA only)")
     ap.add_argument("--gsd", type=float, default=0.5, help="pixel size (m) for the km²/h figure (DeepGlobe: 0.5)")
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -1,53 +1,44 @@
 """Benchmark training throughput: images/s and peak memory for a model at a crop size.
 
-Runs the real training step (loss, backward, Adam, AMP on CUDA, channels_last) on random
-batches already on the device, after warm-up steps, so the number is the model's, not the
-data loader's. Usage::
+Runs the real training step (loss, backward, Adam, GradScaler for fp16) on random batches
+already on the device, after warm-up steps, so the number is the model's, not the data
+loader's. Each numeric variant runs in the same process, interleaved over ``--rounds``, and
+is reported as a ratio to the float32 NCHW baseline. Usage::
 
-    python scripts/benchmark_train.py                                  # dlinknet34, 1024^2, CPU here
-    python scripts/benchmark_train.py --device cuda --batch-size 16    # on a GPU
+    python scripts/benchmark_train.py --arch unet --arch-kwargs '{"depth": 4, "base_channels": 16}' --crop 256 --batch-size 8
+    python scripts/benchmark_train.py --device cuda --batch-size 16    # dlinknet34, 1024^2 on a GPU
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import statistics
 import time
 
 import torch
 
 from roadseg.checkpoint import build_model
-from roadseg.inference.predict import resolve_device
-from roadseg.train.loop import _autocast
+from roadseg.devices import amp_dtype, autocast, resolve_device
 from roadseg.train.losses import bce_dice_loss
 
+#: (name, channels_last, mixed precision); the first is the baseline.
+VARIANTS = [("fp32", False, False), ("fp32 channels_last", True, False), ("amp channels_last", True, True)]
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default="dlinknet34")
-    ap.add_argument("--crop", type=int, default=1024)
-    ap.add_argument("--batch-size", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True)
-    args = ap.parse_args()
-    device = resolve_device(args.device)
+
+def _runner(args: argparse.Namespace, device: torch.device, cl: bool, amp: bool):  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
-    model = build_model(args.arch).to(device).train()
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        model = model.to(memory_format=torch.channels_last)
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    model = build_model(args.arch, **json.loads(args.arch_kwargs)).to(device).train().to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=2e-4)
-    autocast, amp_dtype = _autocast(device, args.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    x = torch.randn(args.batch_size, 3, args.crop, args.crop, device=device)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
+    dtype = amp_dtype(device, amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    x = torch.randn(args.batch_size, 3, args.crop, args.crop, device=device).contiguous(memory_format=fmt)
     y = (torch.rand(args.batch_size, 1, args.crop, args.crop, device=device) > 0.95).float()
 
     def step() -> None:
-        with autocast:
+        with autocast(device, dtype):
             logits = model(x)
         loss = bce_dice_loss(logits, y)
         opt.zero_grad(set_to_none=True)
@@ -55,25 +46,53 @@ def main() -> None:
         scaler.step(opt)
         scaler.update()
 
+    def timed() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return args.steps * args.batch_size / (time.perf_counter() - t0)
+
     for _ in range(args.warmup):
         step()
+    return timed, dtype
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="dlinknet34")
+    ap.add_argument("--arch-kwargs", default='{"encoder_weights": null}', help="JSON keyword arguments for the model")
+    ap.add_argument("--crop", type=int, default=1024)
+    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the median is reported")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.backends.cudnn.benchmark = True
+    runners = {name: _runner(args, device, cl, amp) for name, cl, amp in VARIANTS}
+    if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    ips = args.steps * args.batch_size / seconds
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(args.rounds):
+        for name, (timed, _) in runners.items():
+            rates[name].append(timed())
     mem = (
         f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
         if device.type == "cuda"
         else f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
     )
-    amp = f"AMP {amp_dtype}" if amp_dtype else "fp32"
-    print(f"{args.arch} {args.crop}^2 batch {args.batch_size} on {device} ({amp}): {ips:.2f} images/s, {mem}")
+    print(f"{args.arch} {args.crop}^2 batch {args.batch_size} on {device}, median of {args.rounds} rounds ({mem}, all variants)")
+    base = statistics.median(rates[VARIANTS[0][0]])
+    for name, (_, dtype) in runners.items():
+        ips = statistics.median(rates[name])
+        label = name if dtype is not None or "amp" not in name else f"{name} (no native low precision: float32)"
+        print(f"  {label:<40} {ips:8.2f} images/s  {ips / base:5.2f}x")
 
 
 if __name__ == "__main__":

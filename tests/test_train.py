@@ -111,9 +111,11 @@ def test_init_checkpoint_errors(tmp_path):
         fit(tiny_cfg(data, **{"model.init_checkpoint": tmp_path / "nope.pt"}), tmp_path / "d", progress=False)
 
 
-def test_resume_after_kill_mid_epoch_is_exact(tmp_path, monkeypatch):
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_resume_after_kill_mid_epoch_is_exact(tmp_path, monkeypatch, schedule):
     data = make_deepglobe(tmp_path / "dg", n=9)  # 8 train samples, batch 2: 4 steps
-    cfg = tiny_cfg(data, epochs=1, checkpoint_every=1)
+    # cosine changes the lr every step, so a resumed run only matches if the lr is restored
+    cfg = tiny_cfg(data, epochs=1, checkpoint_every=1, **{"optim.schedule": schedule})
     fit(cfg, tmp_path / "a", progress=False)
     real = loop_mod.bce_dice_loss
     calls = {"n": 0}
@@ -132,6 +134,22 @@ def test_resume_after_kill_mid_epoch_is_exact(tmp_path, monkeypatch):
     assert (state["epoch"], state["step_in_epoch"]) == (0, 3)
     fit(cfg, tmp_path / "b", resume=True, progress=False)
     _assert_same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
+
+
+def test_cosine_schedule_decays_to_min_lr_per_step(tmp_path):
+    data = make_deepglobe(tmp_path / "dg", n=5)  # 4 train samples, batch 2: 2 steps per epoch
+    fit(tiny_cfg(data, epochs=3, **{"optim.schedule": "cosine", "optim.min_lr": 1e-4}), tmp_path / "r", progress=False)
+    lrs = [float(r["lr"]) for r in _rows(tmp_path / "r")]
+    # half cosine over 6 steps from 0.01: after steps 2, 4 and 6
+    expected = [1e-4 + (0.01 - 1e-4) * (1 + np.cos(np.pi * k / 6)) / 2 for k in (2, 4, 6)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-6)
+
+
+def test_amp_on_cpu_trains(tmp_path):
+    """amp=true on CPU: bf16 autocast where the CPU runs it natively, float32 elsewhere."""
+    data = make_deepglobe(tmp_path / "dg", n=5)
+    fit(tiny_cfg(data, epochs=2, amp="true"), tmp_path / "r", progress=False)
+    assert all(np.isfinite(float(r["train_loss"])) for r in _rows(tmp_path / "r"))
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):

@@ -6,7 +6,6 @@ with TTA in batches, blended into row strips and streamed to Cloud-Optimized Geo
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -30,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from roadseg.checkpoint import ModelInfo, load_model
+from roadseg.devices import amp_dtype, autocast, channels_last, resolve_device
 from roadseg.errors import InputError
 from roadseg.inference.stitch import StripStitcher
 from roadseg.inference.tiling import TileGrid, check_tiling, plan_tiles
@@ -101,47 +101,16 @@ class PredictResult:
         return None if area is None else area / max(self.seconds, 1e-9) * 3600
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; explicit names are checked."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"--device must be auto, cpu, cuda, cuda:N or mps; got '{name}'") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
-    return device
-
-
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move to the device in eval mode; channels_last and cudnn autotuning on CUDA."""
+    """Move to the device in eval mode: channels_last where it is faster, cudnn autotuning on CUDA."""
     model = model.to(device).eval()
+    if channels_last(device):
+        model = model.to(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        model = model.to(memory_format=torch.channels_last)
     elif device.type == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     return model
-
-
-def autocast_context(device: torch.device, amp: bool | None) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast where supported, else fp16, on CUDA by default; nothing elsewhere."""
-    if amp is None:
-        amp = device.type == "cuda"
-    if not amp:
-        return contextlib.nullcontext()
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    else:
-        dtype = torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _batches(reader: SceneReader, grid: TileGrid, batch_size: int) -> Iterator[list[tuple[int, int, np.ndarray]]]:
@@ -216,14 +185,15 @@ def infer_scene(
     )
     start = time.perf_counter()
     tile_px = opts.tile_size**2
-    with torch.inference_mode(), autocast_context(device, opts.amp):
+    dtype = amp_dtype(device, device.type == "cuda" if opts.amp is None else opts.amp)
+    with torch.inference_mode(), autocast(device, dtype):
         for batch in _background(_batches(reader, grid, opts.batch_size)):
             x = torch.from_numpy(np.stack([t for _, _, t in batch]))
             if non_blocking:
                 x = x.pin_memory()
             x = x.to(device, non_blocking=non_blocking)
             x = info.normalization.apply(x)
-            if device.type == "cuda":
+            if channels_last(device):
                 x = x.contiguous(memory_format=torch.channels_last)
             probs = predict_tta(model, x, opts.tta)[:, 0].float().cpu().numpy()
             for (i, j, _), p in zip(batch, probs, strict=True):

@@ -8,7 +8,6 @@ AMP scaler, RNG states, epoch and step, so ``--resume`` continues exactly.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import math
@@ -29,9 +28,9 @@ from tqdm import tqdm
 
 from roadseg.checkpoint import build_model, load_model, read_checkpoint, save_model
 from roadseg.config import TrainConfig, config_from_dict, save_config, to_dict
+from roadseg.devices import amp_dtype, autocast, channels_last, resolve_device
 from roadseg.errors import InputError, RoadsegError
 from roadseg.evaluate.pixel import Confusion
-from roadseg.inference.predict import resolve_device
 from roadseg.normalization import IMAGENET, OFFICIAL_DLINKNET, Normalization
 from roadseg.train.dataset import GeoWindowDataset, RoadDataset, discover, split
 from roadseg.train.losses import bce_dice_loss
@@ -158,13 +157,6 @@ def _seed_all(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def _autocast(device: torch.device, enabled: bool) -> tuple[contextlib.AbstractContextManager[Any], torch.dtype | None]:
-    if not enabled or device.type != "cuda":
-        return contextlib.nullcontext(), None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype), dtype
-
-
 def fit(
     cfg: TrainConfig,
     run_dir: str | os.PathLike[str],
@@ -226,28 +218,17 @@ def fit(
     model = model.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not cfg.deterministic
-        if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+    use_cl = cfg.channels_last and channels_last(device)
+    if use_cl:
+        model = model.to(memory_format=torch.channels_last)
     net: nn.Module = model
     if di.world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[di.local_rank] if device.type == "cuda" else None)
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=cfg.optim.plateau_factor, patience=cfg.optim.plateau_patience
-    )
-    autocast, amp_dtype = _autocast(device, cfg.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    start_epoch, start_step, global_step, best_iou = 0, 0, 0, -1.0
-    if state is not None:
-        ts = state["train_state"]
-        opt.load_state_dict(ts["optimizer"])
-        sched.load_state_dict(ts["scheduler"])
-        scaler.load_state_dict(ts["scaler"])
-        start_epoch, start_step = ts["epoch"], ts["step_in_epoch"]
-        global_step, best_iou = ts["global_step"], ts["best_iou"]
-        _set_rng_state(ts["rng"])
+    dtype = amp_dtype(device, cfg.amp)
+    amp_ctx = autocast(device, dtype)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
     if di.world > 1:
         base_sampler: Any = DistributedSampler(train_ds, num_replicas=di.world, rank=di.rank, shuffle=True, seed=cfg.seed)
@@ -263,6 +244,24 @@ def fit(
     steps_per_epoch = len(base_sampler) // cfg.batch_size if loader_kw["drop_last"] else math.ceil(len(base_sampler) / cfg.batch_size)  # type: ignore[arg-type]
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    sched: Any
+    if cfg.optim.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=max(cfg.epochs * steps_per_epoch, 1), eta_min=cfg.optim.min_lr
+        )
+    else:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=cfg.optim.plateau_factor, patience=cfg.optim.plateau_patience
+        )
+    start_epoch, start_step, global_step, best_iou = 0, 0, 0, -1.0
+    if state is not None:  # after the scheduler is built: its constructor sets the lr
+        ts = state["train_state"]
+        opt.load_state_dict(ts["optimizer"])
+        sched.load_state_dict(ts["scheduler"])
+        scaler.load_state_dict(ts["scaler"])
+        start_epoch, start_step = ts["epoch"], ts["step_in_epoch"]
+        global_step, best_iou = ts["global_step"], ts["best_iou"]
+        _set_rng_state(ts["rng"])
 
     def save_last(epoch: int, step_in_epoch: int, metrics: dict[str, Any]) -> None:
         if not di.main:
@@ -297,9 +296,9 @@ def fit(
                 if step >= steps_per_epoch:
                     break
                 x, y, v = (t.to(device, non_blocking=True) for t in (x, y, v))
-                if device.type == "cuda" and cfg.channels_last:
+                if use_cl:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with autocast:
+                with amp_ctx:
                     logits = net(x)
                 loss = bce_dice_loss(logits, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight)
                 if not torch.isfinite(loss):
@@ -311,6 +310,8 @@ def fit(
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
+                if cfg.optim.schedule == "cosine":
+                    sched.step()
                 loss_sum += torch.stack([loss.detach(), torch.ones((), device=device)])
                 images += x.shape[0]
                 step += 1
@@ -324,9 +325,10 @@ def fit(
                 dist.all_reduce(loss_sum)
             train_loss = float(loss_sum[0] / loss_sum[1].clamp_min(1))
             seconds = time.perf_counter() - t0
-            val = _validate(net, val_ds, cfg, device, di, autocast) if val_ds is not None else {}
+            val = _validate(net, val_ds, cfg, device, di, amp_ctx) if val_ds is not None else {}
             monitored = val.get("val_loss", train_loss) if cfg.optim.monitor == "val_loss" else train_loss
-            sched.step(monitored)
+            if cfg.optim.schedule == "plateau":
+                sched.step(monitored)
             row = {
                 "epoch": epoch + 1, "step": global_step, "train_loss": train_loss,
                 "val_loss": val.get("val_loss"), "val_iou": val.get("val_iou"), "val_f1": val.get("val_f1"),
@@ -366,7 +368,7 @@ def _save(model: nn.Module, path: Path, cfg: TrainConfig, norm: Normalization, m
 
 
 def _validate(
-    net: nn.Module, ds: Any, cfg: TrainConfig, device: torch.device, di: DistInfo, autocast: Any
+    net: nn.Module, ds: Any, cfg: TrainConfig, device: torch.device, di: DistInfo, amp_ctx: Any
 ) -> dict[str, float]:
     net.eval()
     sampler = DistributedSampler(ds, num_replicas=di.world, rank=di.rank, shuffle=False) if di.world > 1 else None
@@ -376,7 +378,7 @@ def _validate(
     with torch.inference_mode():
         for x, y, v in loader:
             x, y, v = (t.to(device) for t in (x, y, v))
-            with autocast:
+            with amp_ctx:
                 logits = net(x)
             loss = bce_dice_loss(logits, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight)
             c = Confusion()

@@ -61,6 +61,9 @@ class DataConfig:
     label_query: str | None = None
     #: random crops (windows, for GeoTIFF scenes) drawn per image per epoch.
     samples_per_image: int = 1
+    #: with samples_per_image > 1, each data-loader process keeps up to this many MiB of decoded
+    #: images (least recently used out), so that a crop does not decode its whole image again.
+    cache_mb: float = 1024
     #: ground sample distance of the data in metres, recorded in checkpoints (null: unknown).
     gsd_m: float | None = 0.5
     num_workers: int = 4

@@ -241,6 +241,39 @@ def test_white_nodata_is_invalid(tmp_path):
     assert valid[0, :, :20].sum() == 0 and valid[0, :, 25:].min() == 1
 
 
+def test_decoded_image_cache_gives_the_same_samples_and_stays_in_budget(tmp_path, monkeypatch):
+    from roadseg.normalization import IMAGENET
+    from roadseg.train import dataset as ds_mod
+
+    data = make_deepglobe(tmp_path / "dg", n=4, size=128)
+    sets = [f"data.root={data}", "data.crop_size=64", "data.samples_per_image=5"]
+    _, samples = discover(load_config(None, sets).data)
+    decodes = {"n": 0}
+    real = ds_mod._read_image
+
+    def counting(path):
+        decodes["n"] += 1
+        return real(path)
+
+    monkeypatch.setattr(ds_mod, "_read_image", counting)
+    # one image is 128*128*5 bytes = 80 KiB: a 0.2 MiB budget holds two of the four
+    cached = ds_mod.RoadDataset(samples, load_config(None, [*sets, "data.cache_mb=0.2"]).data, IMAGENET, train=True)
+    plain = ds_mod.RoadDataset(samples, load_config(None, [*sets, "data.cache_mb=0"]).data, IMAGENET, train=True)
+    for i in range(len(cached)):
+        for a, b in zip(cached[i], plain[i], strict=True):
+            assert torch.equal(a, b)
+    assert len(cached._cache) == 2 and cached._cache_bytes <= 0.2 * 2**20
+    # plain decodes once per sample (20); cached: 4 misses per pass over 0, 1, 2, 3, 0, 1, ...
+    assert decodes["n"] == 20 + 20
+    decodes["n"] = 0
+    for i in (0, 4, 8):  # the same image three times
+        cached[i]
+    assert decodes["n"] <= 1
+    image, _, _ = cached.load(0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="read-only"):
+        image[0, 0, 0] = 1
+
+
 def test_train_cli_and_resume(tmp_path, capsys):
     data = make_deepglobe(tmp_path / "dg", n=5)
     base = ["--data", str(data), "--set", "model.arch=unet", "--set", "model.encoder_weights=null",

@@ -131,7 +131,7 @@ def predict_cmd(
     bands: Annotated[str | None, typer.Option(help="1-based bands to read, e.g. 3,2,1 (default: first 3).")] = None,
     threshold: Annotated[float | None, typer.Option(help="Road probability threshold (default: checkpoint's).")] = None,
     gsd: Annotated[str, typer.Option(help="auto (resample to the model's GSD), native, or metres.")] = "auto",
-    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (default: on for CUDA).")] = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (default: on for CUDA; --amp uses bf16 on CPUs that run it natively).")] = None,
     prob_dtype: Annotated[str, typer.Option(help="uint8 (0-255) or float32 (0-1).")] = "uint8",
     preview: Annotated[Path | None, typer.Option(help="PNG: scene, probability and road lines.")] = None,
     verbose: Verbose = False,

@@ -2,8 +2,9 @@
 
 Runs the real training step (loss, backward, Adam, GradScaler for fp16) on random batches
 already on the device, after warm-up steps, so the number is the model's, not the data
-loader's. Each numeric variant runs in the same process, interleaved over ``--rounds``, and
-is reported as a ratio to the float32 NCHW baseline. Usage::
+loader's; ``--inference`` times the forward pass alone, as predict runs it. Each numeric
+variant runs in the same process, interleaved over ``--rounds``, and is reported as a ratio
+to the float32 NCHW baseline. Usage::
 
     python scripts/benchmark_train.py --arch unet --arch-kwargs '{"depth": 4, "base_channels": 16}' --crop 256 --batch-size 8
     python scripts/benchmark_train.py --device cuda --batch-size 16    # dlinknet34, 1024^2 on a GPU
@@ -30,7 +31,8 @@ VARIANTS = [("fp32", False, False), ("fp32 channels_last", True, False), ("amp c
 def _runner(args: argparse.Namespace, device: torch.device, cl: bool, amp: bool):  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     fmt = torch.channels_last if cl else torch.contiguous_format
-    model = build_model(args.arch, **json.loads(args.arch_kwargs)).to(device).train().to(memory_format=fmt)
+    model = build_model(args.arch, **json.loads(args.arch_kwargs)).to(device).to(memory_format=fmt)
+    model.train(not args.inference)
     opt = torch.optim.Adam(model.parameters(), lr=2e-4)
     dtype = amp_dtype(device, amp)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
@@ -38,6 +40,10 @@ def _runner(args: argparse.Namespace, device: torch.device, cl: bool, amp: bool)
     y = (torch.rand(args.batch_size, 1, args.crop, args.crop, device=device) > 0.95).float()
 
     def step() -> None:
+        if args.inference:
+            with torch.inference_mode(), autocast(device, dtype):
+                torch.sigmoid(model(x)).float()
+            return
         with autocast(device, dtype):
             logits = model(x)
         loss = bce_dice_loss(logits, y)
@@ -71,6 +77,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the median is reported")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--inference", action="store_true", help="time the forward pass only (eval mode)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     if device.type == "cuda":
@@ -87,7 +94,8 @@ def main() -> None:
         if device.type == "cuda"
         else f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
     )
-    print(f"{args.arch} {args.crop}^2 batch {args.batch_size} on {device}, median of {args.rounds} rounds ({mem}, all variants)")
+    what = "inference" if args.inference else "training"
+    print(f"{what}: {args.arch} {args.crop}^2 batch {args.batch_size} on {device}, median of {args.rounds} rounds ({mem}, all variants)")
     base = statistics.median(rates[VARIANTS[0][0]])
     for name, (_, dtype) in runners.items():
         ips = statistics.median(rates[name])

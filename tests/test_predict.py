@@ -177,6 +177,19 @@ def test_checkpoint_end_to_end(tmp_path, scene_path, tiny_checkpoint):
         assert set(np.unique(m.read(1))) <= {0, 1}
 
 
+def test_cpu_amp_stays_close_to_float32(tmp_path, scene_path, tiny_checkpoint):
+    """--amp on CPU: bf16 where the CPU runs it natively (float32 elsewhere), same roads."""
+    probs = []
+    for amp in (False, True):
+        res = predict_raster(
+            scene_path, checkpoint=tiny_checkpoint, prob_out=tmp_path / f"p{amp}.tif",
+            options=PredictOptions(tile_size=64, overlap=16, amp=amp, device="cpu", prob_dtype="float32", progress=False),
+        )  # fmt: skip
+        with rasterio.open(res.prob_path) as p:
+            probs.append(p.read(1))
+    assert np.abs(probs[0] - probs[1]).max() < 0.02
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -110,6 +110,28 @@ def test_evaluate_raster_folders(tmp_path, capsys):
     assert len((tmp_path / "rows.csv").read_text().splitlines()) == 4
 
 
+@pytest.mark.parametrize("where", ["pred", "truth"])
+def test_evaluate_leaves_out_masked_pixels(tmp_path, where):
+    """A mask band (as predict writes for no-data) on either raster takes its pixels out of the scores."""
+    import rasterio
+
+    truth = np.zeros((40, 40), np.uint8)
+    truth[:, 10:14] = 255
+    pred = truth.copy()
+    pred[:, 30:] = 255  # wrong, but only inside the masked area
+    valid = np.ones((40, 40), np.uint8) * 255
+    valid[:, 28:] = 0
+    for name, data in (("pred", pred), ("truth", truth)):
+        path = tmp_path / f"{name}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=40, height=40, count=1, dtype="uint8") as dst:
+            dst.write(data, 1)
+            if name == where:
+                dst.write_mask(valid)
+    res = evaluate(tmp_path / "pred.tif", tmp_path / "truth.tif")
+    assert res.metrics["iou"] == 1.0 and res.metrics["precision"] == 1.0
+    assert res.metrics["relaxed_precision"] == 1.0
+
+
 def test_evaluate_errors(tmp_path):
     write_raster(tmp_path / "a.tif", np.zeros((10, 10), np.uint8))
     write_raster(tmp_path / "b.tif", np.zeros((12, 10), np.uint8))

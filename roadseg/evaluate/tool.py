@@ -71,10 +71,12 @@ def pair(pred: Path, truth: Path, suffixes: set[str]) -> list[tuple[str, Path, P
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    from roadseg.io.raster import open_raster
+    """Band 1 and its validity where the raster declares any (nodata value, mask band or alpha:
+    predict writes its no-data as a mask band)."""
+    from roadseg.io.raster import has_invalid_pixels, open_raster
 
     with open_raster(path) as ds:
-        return ds.read(1), (ds.read_masks(1) > 0 if ds.nodata is not None else None)
+        return ds.read(1), (ds.read_masks(1) > 0 if has_invalid_pixels(ds) else None)
 
 
 def _to_levels(data: np.ndarray) -> tuple[np.ndarray, bool]:

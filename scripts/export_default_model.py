@@ -1,17 +1,24 @@
 """Export a training run's best checkpoint as the bundled default model (fp16 weights).
 
-Usage: ``python scripts/export_default_model.py RUN_DIR [--out roadseg/weights/default.pt] [--threshold T]``
+Usage: ``python scripts/export_default_model.py RUN_DIR [--which best|last] [--out roadseg/weights/default.pt] [--threshold T]``
+``--which last`` exports the final weights (a cosine run ends at its lowest lr) instead of best.pt.
 ``--threshold`` records the operating point ``predict`` uses (e.g. the relaxed breakeven
 threshold measured on the validation images by ``evaluate_default_model.py``).
+``--operating-point T`` instead moves the logit layer's bias by log((1-T)/T), so that
+probability 0.5 of the exported model is probability T of the trained one: the probability
+raster, the preview and a plain 0.5 threshold then all show the chosen operating point (a model
+trained on labels that miss many roads ranks well but puts its breakeven far below 0.5).
 Half precision halves the file; ``load_model`` computes in float32.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from roadseg.checkpoint import load_model, save_model
 
@@ -20,12 +27,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run", type=Path)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "roadseg" / "weights" / "default.pt")
+    ap.add_argument("--which", choices=["best", "last"], default="best", help="best.pt (validation IoU) or last.pt")
     ap.add_argument("--threshold", type=float, default=None, help="default: the run's")
+    ap.add_argument("--operating-point", type=float, default=None, help="shift the logits so this probability becomes 0.5")
     args = ap.parse_args()
-    model, info = load_model(args.run / "best.pt")
-    model.half()
+    model, info = load_model(args.run / f"{args.which}.pt")
     meta = dict(info.meta)
-    meta["exported_from"] = str(args.run.name)
+    meta["exported_from"] = f"{args.run.name}/{args.which}.pt"
+    if args.operating_point is not None:
+        t = args.operating_point
+        if not 0 < t < 1 or args.threshold is not None:
+            ap.error("--operating-point takes a probability in (0, 1) and replaces --threshold")
+        shift = math.log((1 - t) / t)
+        head = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.out_channels == 1][-1]
+        with torch.no_grad():
+            head.bias += shift
+        meta["calibration"] = {"operating_point": t, "logit_shift": shift}
+        args.threshold = 0.5
+    model.half()
     path = save_model(
         model, args.out, normalization=info.normalization, gsd_m=info.gsd_m, threshold=info.threshold if args.threshold is None else args.threshold,
         arch=info.arch, arch_kwargs=info.arch_kwargs, **meta,

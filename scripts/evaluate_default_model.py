@@ -2,7 +2,9 @@
 
 Predicts a probability raster for each tile of ``massachusetts_roads/test_split_jpg`` (never
 used in training) and scores it with ``roadseg evaluate``: pixel IoU/F1, relaxed precision
-and recall (3 px at 1 m) and the relaxed breakeven. Also renders a preview per tile.
+and recall (3 px at 1 m) and the relaxed breakeven. Also renders a preview per tile and,
+with ``--error-maps``, a relaxed error map (green: road found, red: road missed by more than
+3 px, blue: predicted road more than 3 px from any labelled road) at probability 0.5.
 ``--images``/``--labels`` score other image/label folders instead (the validation images, to
 pick the threshold at the breakeven). Usage:
 ``python scripts/evaluate_default_model.py OUT_DIR [--checkpoint CKPT] [--data ...] [--images DIR --labels DIR]``
@@ -12,8 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
+import numpy as np
+import rasterio
+from PIL import Image
+from rasterio.errors import NotGeoreferencedWarning
+from scipy import ndimage
+
+from roadseg.evaluate.pixel import disk
 from roadseg.evaluate.tool import evaluate
 from roadseg.inference.predict import PredictOptions, predict_raster
 from roadseg.preview import render_preview
@@ -27,6 +37,7 @@ def main() -> None:
     ap.add_argument("--tta", default="d4")
     ap.add_argument("--images", type=Path, default=None)
     ap.add_argument("--labels", type=Path, default=None)
+    ap.add_argument("--error-maps", action="store_true", help="write OUT/errors/<id>.png")
     args = ap.parse_args()
     test = args.data / "massachusetts_roads" / "test_split_jpg"
     images = args.images or test / "images"
@@ -39,9 +50,34 @@ def main() -> None:
         predict_raster(image, checkpoint=args.checkpoint, prob_out=prob, options=opts)
         render_preview(args.out / "preview" / f"{image.stem}.png", scene=image, prob=prob)
     res = evaluate(args.out / "pred", labels, relax_px=3)
+    if args.error_maps:
+        (args.out / "errors").mkdir(exist_ok=True)
+        for image in sorted(images.iterdir()):
+            label = next(labels.glob(f"{image.stem}.*"), None)
+            if label is not None and (args.out / "pred" / f"{image.stem}.tif").exists():
+                error_map(args.out / "errors" / f"{image.stem}.png", image, label, args.out / "pred" / f"{image.stem}.tif")
     print(json.dumps({k: round(v, 4) for k, v in res.metrics.items()}))
     for row in res.rows:
         print(row["id"], {k: round(v, 3) for k, v in row.items() if isinstance(v, float)})
+
+
+def error_map(out: Path, image: Path, label: Path, prob: Path, relax_px: int = 3) -> None:
+    """Relaxed errors over the darkened image, as `roadseg evaluate` counts them (threshold 0.5)."""
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)  # plain JPEG tiles
+    with rasterio.open(image) as ds:
+        rgb = np.moveaxis(ds.read([1, 2, 3]), 0, -1)
+    with rasterio.open(label) as ds:
+        truth = ds.read(1) > 127
+    with rasterio.open(prob) as ds:
+        p = ds.read(1)
+        pred = p >= (128 if p.dtype == np.uint8 else 0.5)
+    near_pred = ndimage.binary_dilation(pred, disk(relax_px))
+    near_truth = ndimage.binary_dilation(truth, disk(relax_px))
+    vis = (rgb // 2).astype(np.uint8)
+    vis[truth & near_pred] = (0, 230, 0)
+    vis[truth & ~near_pred] = (255, 0, 0)
+    vis[pred & ~near_truth] = (0, 140, 255)
+    Image.fromarray(vis).save(out)
 
 
 if __name__ == "__main__":

@@ -261,6 +261,7 @@ def train_cmd(
     crop_size: Annotated[int | None, typer.Option(help="Training crop side (multiple of 32).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder exactly.")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop cleanly after this many minutes (resumable).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key.sub=value.")] = None,
     verbose: Verbose = False,
     quiet: Quiet = False,
@@ -274,13 +275,15 @@ def train_cmd(
 
     overrides = list(set_ or [])
     for key, value in (("data.root", data), ("epochs", epochs), ("batch_size", batch_size),
-                       ("data.crop_size", crop_size), ("device", device)):  # fmt: skip
+                       ("data.crop_size", crop_size), ("device", device), ("max_minutes", max_minutes)):  # fmt: skip
         if value is not None:
             overrides.append(f"{key}={value}")
     if resume is not None:
         if config is None:
             config = resume / "config.yaml"
         run_dir = resume
+        if max_minutes is None:  # a time limit belongs to one invocation, not to the run
+            overrides.append("max_minutes=0")
     cfg = load_config(config, overrides)
     if resume is None:
         run_dir = out or Path("runs") / f"{cfg.model.arch}-{_time.strftime('%Y%m%d-%H%M%S')}"

@@ -107,6 +107,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     #: cap on steps per epoch (0: the whole training set); for smoke runs.
     max_steps_per_epoch: int = 0
+    #: stop cleanly after this many minutes of this process (0: no limit), with last.pt saved
+    #: at the step reached, for job time limits; ``--resume`` continues exactly.
+    max_minutes: float = 0.0
     threshold: float = 0.5
 
 

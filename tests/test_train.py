@@ -136,6 +136,35 @@ def test_resume_after_kill_mid_epoch_is_exact(tmp_path, monkeypatch, schedule):
     _assert_same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
 
 
+@pytest.mark.parametrize(
+    ("minutes", "stop", "message"),
+    [(0.4, (0, 3, 3), "epoch 1, step 3"), (0.6, (1, 0, 4), "the end of epoch 1")],  # 24 s, 36 s
+)
+def test_max_minutes_stops_cleanly_and_resume_is_exact(tmp_path, monkeypatch, caplog, minutes, stop, message):
+    data = make_deepglobe(tmp_path / "dg", n=9)  # 8 train samples, batch 2: 4 steps per epoch
+    fit(tiny_cfg(data, epochs=2, **{"optim.schedule": "cosine"}), tmp_path / "a", progress=False)
+
+    class Clock:  # each reading is 10 s after the last; the first sets the deadline
+        now = -10.0
+        perf_counter = staticmethod(loop_mod.time.perf_counter)
+
+        @classmethod
+        def monotonic(cls):
+            cls.now += 10.0
+            return cls.now
+
+    monkeypatch.setattr(loop_mod, "time", Clock)
+    limited = tiny_cfg(data, epochs=2, max_minutes=minutes, **{"optim.schedule": "cosine"})
+    fit(limited, tmp_path / "b", progress=False)
+    state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["train_state"]
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == stop
+    assert f"max_minutes ({minutes}) reached at {message}" in caplog.text
+    assert len(_rows(tmp_path / "b")) == stop[0]  # a row per finished epoch
+    monkeypatch.undo()
+    fit(tiny_cfg(data, epochs=2), tmp_path / "b", resume=True, progress=False)  # the limit is not saved
+    _assert_same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
+
+
 def test_cosine_schedule_decays_to_min_lr_per_step(tmp_path):
     data = make_deepglobe(tmp_path / "dg", n=5)  # 4 train samples, batch 2: 2 steps per epoch
     fit(tiny_cfg(data, epochs=3, **{"optim.schedule": "cosine", "optim.min_lr": 1e-4}), tmp_path / "r", progress=False)
@@ -282,6 +311,11 @@ def test_train_cli_and_resume(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "run"), "--epochs", "1", *base]) == 0
     assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "-q"]) == 0
     assert [r["epoch"] for r in _rows(tmp_path / "run")] == ["1", "2"]
+    # a time limit stops after the first step; a resume without --max-minutes has none
+    assert main(["train", "--out", str(tmp_path / "t"), "--epochs", "1", "--max-minutes", "1e-6", *base]) == 0
+    assert torch.load(tmp_path / "t" / "last.pt", weights_only=True)["train_state"]["global_step"] == 1
+    assert main(["train", "--resume", str(tmp_path / "t"), "--epochs", "2", "-q"]) == 0
+    assert [r["epoch"] for r in _rows(tmp_path / "t")] == ["1", "2"]
     assert main(["train", "--data", str(tmp_path / "nope"), "-q"]) == 2
     assert "not found" in capsys.readouterr().err
 

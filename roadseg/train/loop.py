@@ -184,7 +184,7 @@ def fit(
             raise InputError(f"'{ckpt}' holds no training state to resume from")
         saved = config_from_dict(state["meta"]["config"])
         # the saved run defines everything but its length and runtime placement
-        cfg = config_from_dict({**to_dict(saved), "epochs": cfg.epochs, "device": cfg.device,
+        cfg = config_from_dict({**to_dict(saved), "epochs": cfg.epochs, "device": cfg.device, "max_minutes": cfg.max_minutes,
                                 "data": {**to_dict(saved)["data"], "num_workers": cfg.data.num_workers}})  # fmt: skip
     _seed_all(cfg.seed, cfg.deterministic)
     if di.main:
@@ -273,11 +273,24 @@ def fit(
         }  # fmt: skip
         _save(model, run_dir / "last.pt", cfg, norm, metrics, extra={"train_state": train_state})
 
+    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else None
+
+    def out_of_time() -> bool:
+        if deadline is None:
+            return False
+        flag = torch.tensor(float(time.monotonic() > deadline), device=device)
+        if di.world > 1:  # every process stops at the same step, or the collectives hang
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
     logger = _CsvLog(run_dir / "log.csv", di.main, resume)
     tb = _tensorboard(run_dir) if di.main else None
     row: dict[str, Any] = {}
     try:
         for epoch in range(start_epoch, cfg.epochs):
+            if epoch > start_epoch and out_of_time():  # last.pt already holds this epoch boundary
+                _stopped_for_time(cfg, run_dir, epoch, 0)
+                break
             if opt.param_groups[0]["lr"] < cfg.optim.min_lr:
                 log.info("lr %.2e < min_lr %.2e: stopping", opt.param_groups[0]["lr"], cfg.optim.min_lr)
                 break
@@ -291,7 +304,7 @@ def fit(
             images = 0
             bar = tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                        disable=not (progress and di.main), leave=False, dynamic_ncols=True)  # fmt: skip
-            step = skip
+            step, timed_out = skip, False
             for x, y, v in loader:
                 if step >= steps_per_epoch:
                     break
@@ -320,7 +333,14 @@ def fit(
                 bar.set_postfix(loss=f"{loss.item():.4f}")
                 if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0 and step < steps_per_epoch:
                     save_last(epoch, step, {"epoch": epoch + 1, "step": step})
+                if step < steps_per_epoch and out_of_time():
+                    timed_out = True
+                    break
             bar.close()
+            if timed_out:
+                save_last(epoch, step, {"epoch": epoch + 1, "step": step})
+                _stopped_for_time(cfg, run_dir, epoch, step)
+                break
             if di.world > 1:
                 dist.all_reduce(loss_sum)
             train_loss = float(loss_sum[0] / loss_sum[1].clamp_min(1))
@@ -356,6 +376,12 @@ def fit(
             dist.barrier()
             dist.destroy_process_group()
     return row
+
+
+def _stopped_for_time(cfg: TrainConfig, run_dir: Path, epoch: int, step: int) -> None:
+    where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
+    log.warning("max_minutes (%g) reached at %s: last.pt saved; continue with roadseg train --resume %s",
+                cfg.max_minutes, where, run_dir)  # fmt: skip
 
 
 def _save(model: nn.Module, path: Path, cfg: TrainConfig, norm: Normalization, metrics: dict[str, Any], extra: Any = None) -> None:

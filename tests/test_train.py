@@ -337,6 +337,13 @@ def test_ddp_two_gloo_processes(tmp_path):
     # 8 train samples over 2 processes x batch 2: 2 steps per epoch
     assert rows[-1]["step"] == "4"
     assert roadseg.load_model(tmp_path / "run" / "last.pt")[1].arch == "unet"
+    # a time limit: both processes agree to stop after the first step of epoch 3 (no hang)
+    resume = [*cmd[: cmd.index("train") + 1], "--resume", str(tmp_path / "run"), "--epochs", "4",
+              "--max-minutes", "1e-6", "--device", "cpu", "-q"]  # fmt: skip
+    out = subprocess.run(resume, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["global_step"] == 5
+    assert len(_rows(tmp_path / "run")) == 2
 
 
 def test_geotiff_layout_rasterizes_lines_to_metres_on_the_ground(tmp_path):

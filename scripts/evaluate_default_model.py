@@ -6,8 +6,10 @@ and recall (3 px at 1 m) and the relaxed breakeven. Also renders a preview per t
 with ``--error-maps``, a relaxed error map (green: road found, red: road missed by more than
 3 px, blue: predicted road more than 3 px from any labelled road) at probability 0.5.
 ``--images``/``--labels`` score other image/label folders instead (the validation images, to
-pick the threshold at the breakeven). Usage:
-``python scripts/evaluate_default_model.py OUT_DIR [--checkpoint CKPT] [--data ...] [--images DIR --labels DIR]``
+pick the threshold at the breakeven); ``--val PREPARED`` scores the checkpoint's own validation
+images (``data.val_ids`` of its training config) in a folder of ``prepare_default_data.py``,
+with their white no-data masked as in training. Usage:
+``python scripts/evaluate_default_model.py OUT_DIR [--checkpoint CKPT] [--data ...] [--images DIR --labels DIR | --val PREPARED]``
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ def main() -> None:
     ap.add_argument("--tta", default="d4")
     ap.add_argument("--images", type=Path, default=None)
     ap.add_argument("--labels", type=Path, default=None)
+    ap.add_argument("--val", type=Path, default=None, help="prepared data folder: score the checkpoint's validation images")
     ap.add_argument("--error-maps", action="store_true", help="write OUT/errors/<id>.png")
     args = ap.parse_args()
     test = args.data / "massachusetts_roads" / "test_split_jpg"
     images = args.images or test / "images"
     labels = args.labels or test / "labels"
+    if args.val is not None:
+        images, labels = validation_folder(args.val, args.checkpoint, args.out / "val")
     (args.out / "pred").mkdir(parents=True, exist_ok=True)
     (args.out / "preview").mkdir(exist_ok=True)
     opts = PredictOptions(tta=args.tta, gsd="native", progress=False)  # tiles are 1 m, as training
@@ -59,6 +64,36 @@ def main() -> None:
     print(json.dumps({k: round(v, 4) for k, v in res.metrics.items()}))
     for row in res.rows:
         print(row["id"], {k: round(v, 3) for k, v in row.items() if isinstance(v, float)})
+
+
+def validation_folder(prepared: Path, checkpoint: Path | None, out: Path) -> tuple[Path, Path]:
+    """Images and labels of the checkpoint's validation ids, the labels as GeoTIFFs whose mask
+    band excludes what training excluded (``invalid_rule``), so evaluate scores the same pixels."""
+    from roadseg.checkpoint import load_model
+    from roadseg.train.dataset import white_nodata
+    from roadseg.weights import default_checkpoint
+
+    data_cfg = load_model(checkpoint or default_checkpoint())[1].meta.get("config", {}).get("data", {})
+    ids = data_cfg.get("val_ids")
+    if not ids:
+        raise SystemExit("the checkpoint records no data.val_ids; pass --images and --labels")
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(exist_ok=True)
+    for sid in ids:
+        image = next((prepared / "images").glob(f"{sid}.*"))
+        rgb = np.asarray(Image.open(image).convert("RGB"))
+        road = np.asarray(Image.open(next((prepared / "masks").glob(f"{sid}.*"))).convert("L")) >= data_cfg.get("mask_threshold", 128)
+        profile = {"driver": "GTiff", "width": road.shape[1], "height": road.shape[0], "count": 1, "dtype": "uint8"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(out / "labels" / f"{sid}.tif", "w", **profile) as ds:
+                ds.write(road.astype(np.uint8) * 255, 1)
+                if data_cfg.get("invalid_rule") == "white":
+                    ds.write_mask(np.where(white_nodata(rgb), 0, 255).astype(np.uint8))
+        dst = out / "images" / image.name
+        dst.unlink(missing_ok=True)
+        dst.symlink_to(image.resolve())
+    return out / "images", out / "labels"
 
 
 def error_map(out: Path, image: Path, label: Path, prob: Path, relax_px: int = 3) -> None:

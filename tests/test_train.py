@@ -1,4 +1,5 @@
 import csv
+import logging
 import os
 import subprocess
 import sys
@@ -154,6 +155,7 @@ def test_max_minutes_stops_cleanly_and_resume_is_exact(tmp_path, monkeypatch, ca
             return cls.now
 
     monkeypatch.setattr(loop_mod, "time", Clock)
+    caplog.set_level(logging.WARNING, logger=loop_mod.__name__)  # a CLI test may have set the root to ERROR
     limited = tiny_cfg(data, epochs=2, max_minutes=minutes, **{"optim.schedule": "cosine"})
     fit(limited, tmp_path / "b", progress=False)
     state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["train_state"]
@@ -303,7 +305,7 @@ def test_decoded_image_cache_gives_the_same_samples_and_stays_in_budget(tmp_path
         image[0, 0, 0] = 1
 
 
-def test_train_cli_and_resume(tmp_path, capsys):
+def test_train_cli_and_resume(tmp_path, capsys, monkeypatch):
     data = make_deepglobe(tmp_path / "dg", n=5)
     base = ["--data", str(data), "--set", "model.arch=unet", "--set", "model.encoder_weights=null",
             "--set", "model.kwargs={depth: 1, base_channels: 4}", "--crop-size", "64", "--batch-size", "2",
@@ -316,8 +318,13 @@ def test_train_cli_and_resume(tmp_path, capsys):
     assert torch.load(tmp_path / "t" / "last.pt", weights_only=True)["train_state"]["global_step"] == 1
     assert main(["train", "--resume", str(tmp_path / "t"), "--epochs", "2", "-q"]) == 0
     assert [r["epoch"] for r in _rows(tmp_path / "t")] == ["1", "2"]
+    monkeypatch.chdir(tmp_path)
     assert main(["train", "--data", str(tmp_path / "nope"), "-q"]) == 2
     assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # bad input leaves no run folder behind
+    bad_init = ["--set", f"model.init_checkpoint={tmp_path / 'nope.pt'}"]  # found after data and model
+    assert main(["train", "--out", str(tmp_path / "bad"), *base, *bad_init]) == 2
+    assert not (tmp_path / "bad").exists()
 
 
 def test_ddp_two_gloo_processes(tmp_path):

@@ -187,9 +187,6 @@ def fit(
         cfg = config_from_dict({**to_dict(saved), "epochs": cfg.epochs, "device": cfg.device, "max_minutes": cfg.max_minutes,
                                 "data": {**to_dict(saved)["data"], "num_workers": cfg.data.num_workers}})  # fmt: skip
     _seed_all(cfg.seed, cfg.deterministic)
-    if di.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
 
     norm = _normalization(cfg)
     layout, samples = discover(cfg.data)
@@ -262,6 +259,10 @@ def fit(
         start_epoch, start_step = ts["epoch"], ts["step_in_epoch"]
         global_step, best_iou = ts["global_step"], ts["best_iou"]
         _set_rng_state(ts["rng"])
+
+    if di.main:  # only now: bad data, model or init input leaves no run folder behind
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
 
     def save_last(epoch: int, step_in_epoch: int, metrics: dict[str, Any]) -> None:
         if not di.main:

@@ -84,6 +84,9 @@ class OptimConfig:
     min_lr: float = 5e-7
     #: the official code watches the training loss; val_loss needs a validation split.
     monitor: Literal["train_loss", "val_loss"] = "train_loss"
+    #: > 0: also keep an exponential moving average of the weights (this decay per step), which
+    #: is what validation scores and checkpoints hold (0: off).
+    ema_decay: float = 0.0
     bce_weight: float = 1.0
     dice_weight: float = 1.0
 
@@ -184,7 +187,10 @@ def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Validate a nested dict into a :class:`TrainConfig`."""
-    return _build(TrainConfig, data, "")
+    cfg = _build(TrainConfig, data, "")
+    if not 0 <= cfg.optim.ema_decay < 1:
+        raise ConfigError(f"config key 'optim.ema_decay': {cfg.optim.ema_decay} is not in [0, 1); try 0.999, or 0 for off")
+    return cfg
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:

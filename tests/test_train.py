@@ -112,11 +112,12 @@ def test_init_checkpoint_errors(tmp_path):
         fit(tiny_cfg(data, **{"model.init_checkpoint": tmp_path / "nope.pt"}), tmp_path / "d", progress=False)
 
 
-@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
-def test_resume_after_kill_mid_epoch_is_exact(tmp_path, monkeypatch, schedule):
+@pytest.mark.parametrize(("schedule", "ema"), [("plateau", 0.0), ("cosine", 0.0), ("cosine", 0.9)])
+def test_resume_after_kill_mid_epoch_is_exact(tmp_path, monkeypatch, schedule, ema):
     data = make_deepglobe(tmp_path / "dg", n=9)  # 8 train samples, batch 2: 4 steps
-    # cosine changes the lr every step, so a resumed run only matches if the lr is restored
-    cfg = tiny_cfg(data, epochs=1, checkpoint_every=1, **{"optim.schedule": schedule})
+    # cosine changes the lr every step, so a resumed run only matches if the lr is restored;
+    # with EMA, both the average (the checkpoint's weights) and the raw weights must come back
+    cfg = tiny_cfg(data, epochs=1, checkpoint_every=1, **{"optim.schedule": schedule, "optim.ema_decay": ema})
     fit(cfg, tmp_path / "a", progress=False)
     real = loop_mod.bce_dice_loss
     calls = {"n": 0}
@@ -135,6 +136,37 @@ def test_resume_after_kill_mid_epoch_is_exact(tmp_path, monkeypatch, schedule):
     assert (state["epoch"], state["step_in_epoch"]) == (0, 3)
     fit(cfg, tmp_path / "b", resume=True, progress=False)
     _assert_same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
+    if ema:
+        raw = [torch.load(tmp_path / r / "last.pt", weights_only=True)["train_state"]["raw_state_dict"] for r in "ab"]
+        _assert_same(*raw)
+
+
+def test_ema_weights_are_the_average_that_is_validated_and_saved(tmp_path, monkeypatch):
+    data = make_deepglobe(tmp_path / "dg", n=5)  # 4 train samples, batch 2: 2 steps
+    seen = []
+
+    class Recording(loop_mod._Ema):
+        def __init__(self, model, decay):
+            super().__init__(model, decay)
+            seen.append({k: v.clone() for k, v in model.state_dict().items()})
+
+        def update(self, model):
+            super().update(model)
+            seen.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    monkeypatch.setattr(loop_mod, "_Ema", Recording)
+    fit(tiny_cfg(data, epochs=1, **{"optim.ema_decay": 0.5}), tmp_path / "run", progress=False)
+    w0, w1, w2 = seen
+    saved = _weights(tmp_path / "run" / "last.pt")
+    raw = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["raw_state_dict"]
+    for k, v in saved.items():
+        if v.is_floating_point():  # 0.5 per step: ((w0 + w1) / 2 + w2) / 2
+            torch.testing.assert_close(v, 0.25 * w0[k] + 0.25 * w1[k] + 0.5 * w2[k])
+            assert torch.equal(raw[k], w2[k])
+    assert any(not torch.equal(saved[k], w2[k]) for k in saved if saved[k].is_floating_point())
+    _assert_same(saved, _weights(tmp_path / "run" / "best.pt"))  # validated and kept as best
+    with pytest.raises(ConfigError, match=r"optim.ema_decay.*not in \[0, 1\)"):
+        tiny_cfg(data, **{"optim.ema_decay": 1.0})
 
 
 @pytest.mark.parametrize(

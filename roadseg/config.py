@@ -61,6 +61,9 @@ class DataConfig:
     label_query: str | None = None
     #: random crops (windows, for GeoTIFF scenes) drawn per image per epoch.
     samples_per_image: int = 1
+    #: "dlinknet" (the official recipe) or "strong" (any rotation, scale 0.75-1.33, brightness,
+    #: contrast, blur: for a handful of training images).
+    augment: Literal["dlinknet", "strong"] = "dlinknet"
     #: with samples_per_image > 1, each data-loader process keeps up to this many MiB of decoded
     #: images (least recently used out), so that a crop does not decode its whole image again.
     cache_mb: float = 1024

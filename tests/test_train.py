@@ -289,6 +289,34 @@ def test_val_ids_file(tmp_path):
         split(discover(both)[1], both)
 
 
+@pytest.mark.parametrize("preset", ["dlinknet", "strong"])
+def test_augmentation_is_seeded_and_keeps_image_and_labels_aligned(preset):
+    from roadseg.train.augment import augment, train_transform
+
+    size = 96
+    mask = np.zeros((size, size), np.uint8)
+    mask[44:52, :] = 1  # one horizontal road
+    image = np.full((size, size, 3), 60, np.uint8)
+    image[mask > 0] = 220
+    tf = train_transform(preset)
+    angles = []
+    for seed in range(30):
+        a, b = augment(tf, image, mask, np.ones_like(mask), seed), augment(tf, image, mask, np.ones_like(mask), seed)
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+        im, m, v = a
+        assert set(np.unique(m)) <= {0, 1} and set(np.unique(v)) <= {0, 1}
+        assert ((im.mean(axis=2) > 140) == (m > 0))[v > 0].mean() > 0.95  # road pixels stay under the label
+        ys, xs = np.nonzero(m)
+        if len(ys) > 50:  # direction of the road: principal axis of its pixels, folded to [0, 45] degrees
+            _, vecs = np.linalg.eigh(np.cov(np.stack([xs, ys])))
+            deg = abs(np.degrees(np.arctan2(vecs[1, -1], vecs[0, -1]))) % 90
+            angles.append(min(deg, 90 - deg))
+    if preset == "dlinknet":
+        assert max(angles) < 2  # flips, rot90 and axis scaling keep roads on the axes
+    else:
+        assert max(angles) > 15  # any angle
+
+
 def test_white_nodata_is_invalid(tmp_path):
     from roadseg.normalization import IMAGENET
     from roadseg.train.dataset import RoadDataset

@@ -4,6 +4,10 @@ Official code (data.py), each with p = 0.5: HSV shift (hue +-30, sat +-5, val +-
 shift/scale/aspect within +-0.1 with a constant 0 border, horizontal flip, vertical flip,
 rot90. Pixels that the shift brings in from outside the image are marked invalid here
 (the official code counted them as background).
+
+``strong`` (``data.augment``) is for very small datasets, where the model memorises the
+images: it widens the scale range to 0.75-1.33 (also covering other ground sample distances),
+rotates by any angle (with flips and rot90), and adds brightness/contrast and a slight blur.
 """
 
 from __future__ import annotations
@@ -13,19 +17,25 @@ import cv2
 import numpy as np
 
 
-def train_transform() -> A.Compose:
-    """The augmentation pipeline; call ``set_random_seed`` before each sample."""
+def train_transform(preset: str = "dlinknet") -> A.Compose:
+    """The augmentation pipeline (``dlinknet`` or ``strong``); call ``set_random_seed`` before each sample."""
+    border = {"border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": 0}
+    if preset == "dlinknet":
+        geometric = [A.Affine(scale={"x": (0.9, 1.1), "y": (0.9, 1.1)}, translate_percent=(-0.1, 0.1), p=0.5, **border)]
+        photometric = []
+    elif preset == "strong":
+        geometric = [A.Affine(scale=(0.75, 1.33), rotate=(-45, 45), translate_percent=(-0.1, 0.1), p=0.8, **border)]
+        photometric = [
+            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+            A.GaussianBlur(sigma_limit=(0.3, 1.0), p=0.2),
+        ]
+    else:
+        raise ValueError(f"unknown augmentation preset {preset!r}")
     return A.Compose(
         [
             A.HueSaturationValue(hue_shift_limit=30, sat_shift_limit=5, val_shift_limit=15, p=0.5),
-            A.Affine(
-                scale={"x": (0.9, 1.1), "y": (0.9, 1.1)},
-                translate_percent=(-0.1, 0.1),
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                fill_mask=0,
-                p=0.5,
-            ),
+            *photometric,
+            *geometric,
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),
             A.RandomRotate90(p=0.5),

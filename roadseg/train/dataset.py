@@ -206,7 +206,7 @@ class RoadDataset(Dataset):
         if train:
             from roadseg.train.augment import train_transform
 
-            self.tf = train_transform()
+            self.tf = train_transform(cfg.augment)
 
     def set_epoch(self, epoch: int) -> None:
         """Change the seeds of crops and augmentations (call before each epoch)."""

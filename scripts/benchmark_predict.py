@@ -5,7 +5,7 @@ the model alone on ready batches of the same tiles, then runs ``predict_raster``
 and reports Mpx/s of both, their ratio, and peak RSS. Usage::
 
     python scripts/benchmark_predict.py                      # CPU defaults: tiny U-Net, 4096^2 and 16384^2
-    python scripts/benchmark_predict.py --arch dlinknet34 --tta d4 --device cuda --sizes 8192
+    python scripts/benchmark_predict.py --arch dlinknet34 --arch-kwargs '{}' --tta d4 --device cuda --sizes 8192
 """
 
 from __future__ import annotations

@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# Pack what an offline GPU machine with PyTorch needs to train the default model
-# (scripts/train_default_gpu.sh): the prepared training data (scripts/prepare_default_data.py)
-# and wheels of the training-time dependencies a PyTorch image lacks (albumentations and its
-# needs; training on image folders imports no rasterio/shapely). The versions are this
-# environment's, so the kit trains with the tested set. About 35 MiB.
-# Usage: scripts/offline_kit.sh KIT_DIR [PYTHON_VERSION (default 3.12)] [--data ../shared/data]
+# Pack what an offline GPU machine with PyTorch needs, as wheels of this environment's versions
+# (the tested set) for its Python, into KIT_DIR/wheels:
+#   train    the prepared training data of the default model (scripts/prepare_default_data.py)
+#            and albumentations with its needs (training on image folders imports no
+#            rasterio/shapely); about 34 MiB. Then scripts/train_default_gpu.sh runs there.
+#   predict  rasterio and shapely with their needs (about 40 MiB), for predict and
+#            scripts/benchmark_predict.py there (see docs/benchmarks.md).
+# There: python3 -m pip install --no-index --no-deps --target /tmp/site KIT_DIR/wheels/*.whl
+# and PYTHONPATH=/tmp/site:$PWD.
+# Usage: scripts/offline_kit.sh train|predict KIT_DIR [PYTHON_VERSION (3.12)] [--data ../shared/data]
 set -euo pipefail
-kit=${1:?usage: scripts/offline_kit.sh KIT_DIR [PYTHON_VERSION] [--data DIR]}
-pyver=${2:-3.12}
-shift $(( $# >= 2 ? 2 : 1 ))
+usage="usage: scripts/offline_kit.sh train|predict KIT_DIR [PYTHON_VERSION] [--data DIR]"
+what=${1:?$usage}
+kit=${2:?$usage}
+pyver=${3:-3.12}
+shift $(( $# >= 3 ? 3 : 2 ))
 here=$(cd "$(dirname "$0")/.." && pwd)
+case "$what" in
+  train) pkgs=(albumentations albucore pydantic pydantic_core annotated-types typing-inspection stringzilla simsimd) ;;
+  predict) pkgs=(rasterio affine cligj click-plugins shapely) ;;
+  *) echo "$usage" >&2; exit 2 ;;
+esac
 rm -rf "$kit/data" "$kit/wheels"
 mkdir -p "$kit"
-python "$here/scripts/prepare_default_data.py" "$kit/data" "$@"
-pkgs=(albumentations albucore pydantic pydantic_core annotated-types typing-inspection stringzilla simsimd)
+if [ "$what" = train ]; then
+  python "$here/scripts/prepare_default_data.py" "$kit/data" "$@"
+fi
 pins=()
 for p in "${pkgs[@]}"; do
   v=$(python -c "import importlib.metadata as m; print(m.version('$p'))") || { echo "install roadseg first: $p is missing" >&2; exit 2; }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the default model on one GPU of an offline machine, inside a time budget, from a kit
-# made by scripts/offline_kit.sh; run from the repository root. Measures the training
+# made by scripts/offline_kit.sh train; run from the repository root. Measures the training
 # throughput first (the D-LinkNet34 1024² figure of docs/benchmarks.md and the chosen arch at
 # 512², for sizing), sets the epochs so the cosine schedule ends inside the budget, trains with
 # --max-minutes as the hard stop, and leaves in OUT: report.txt (GPU, benchmarks, the train log),

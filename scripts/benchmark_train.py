@@ -22,13 +22,14 @@ import torch
 
 from roadseg.checkpoint import build_model
 from roadseg.devices import amp_dtype, autocast, resolve_device
+from roadseg.train.loop import Ema
 from roadseg.train.losses import bce_dice_loss
 
 #: (name, channels_last, mixed precision); the first is the baseline.
 VARIANTS = [("fp32", False, False), ("fp32 channels_last", True, False), ("amp channels_last", True, True)]
 
 
-def _runner(args: argparse.Namespace, device: torch.device, cl: bool, amp: bool):  # type: ignore[no-untyped-def]
+def _runner(args: argparse.Namespace, device: torch.device, cl: bool, amp: bool, ema: bool = False):  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     fmt = torch.channels_last if cl else torch.contiguous_format
     model = build_model(args.arch, **json.loads(args.arch_kwargs)).to(device).to(memory_format=fmt)
@@ -38,6 +39,7 @@ def _runner(args: argparse.Namespace, device: torch.device, cl: bool, amp: bool)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     x = torch.randn(args.batch_size, 3, args.crop, args.crop, device=device).contiguous(memory_format=fmt)
     y = (torch.rand(args.batch_size, 1, args.crop, args.crop, device=device) > 0.95).float()
+    average = Ema(model, args.ema) if ema else None
 
     def step() -> None:
         if args.inference:
@@ -51,6 +53,8 @@ def _runner(args: argparse.Namespace, device: torch.device, cl: bool, amp: bool)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
+        if average is not None:
+            average.update(model)
 
     def timed() -> float:
         if device.type == "cuda":
@@ -78,11 +82,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the median is reported")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--inference", action="store_true", help="time the forward pass only (eval mode)")
+    ap.add_argument("--ema", type=float, default=0.0, help="add a variant that also updates a weight EMA (optim.ema_decay)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     runners = {name: _runner(args, device, cl, amp) for name, cl, amp in VARIANTS}
+    if args.ema and not args.inference:
+        runners["amp channels_last + ema"] = _runner(args, device, True, True, ema=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rates: dict[str, list[float]] = {name: [] for name in runners}

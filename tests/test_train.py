@@ -145,7 +145,7 @@ def test_ema_weights_are_the_average_that_is_validated_and_saved(tmp_path, monke
     data = make_deepglobe(tmp_path / "dg", n=5)  # 4 train samples, batch 2: 2 steps
     seen = []
 
-    class Recording(loop_mod._Ema):
+    class Recording(loop_mod.Ema):
         def __init__(self, model, decay):
             super().__init__(model, decay)
             seen.append({k: v.clone() for k, v in model.state_dict().items()})
@@ -154,7 +154,7 @@ def test_ema_weights_are_the_average_that_is_validated_and_saved(tmp_path, monke
             super().update(model)
             seen.append({k: v.clone() for k, v in model.state_dict().items()})
 
-    monkeypatch.setattr(loop_mod, "_Ema", Recording)
+    monkeypatch.setattr(loop_mod, "Ema", Recording)
     fit(tiny_cfg(data, epochs=1, **{"optim.ema_decay": 0.5}), tmp_path / "run", progress=False)
     w0, w1, w2 = seen
     saved = _weights(tmp_path / "run" / "last.pt")

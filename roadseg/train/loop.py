@@ -219,7 +219,7 @@ def fit(
     use_cl = cfg.channels_last and channels_last(device)
     if use_cl:
         model = model.to(memory_format=torch.channels_last)
-    ema = _Ema(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+    ema = Ema(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
     if ema is not None and state is not None and "raw_state_dict" in state["train_state"]:
         ema.model.load_state_dict(state["state_dict"])
     scored = ema.model if ema is not None else model  # what validation scores and checkpoints hold
@@ -388,7 +388,7 @@ def fit(
     return row
 
 
-class _Ema:
+class Ema:
     """Exponential moving average of a model's weights and BatchNorm statistics. Small-data
     training is noisy from step to step (validation IoU moved by 0.05 between epochs); the
     average is a smoother model to validate and ship."""

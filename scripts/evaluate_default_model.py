@@ -67,32 +67,34 @@ def main() -> None:
 
 
 def validation_folder(prepared: Path, checkpoint: Path | None, out: Path) -> tuple[Path, Path]:
-    """Images and labels of the checkpoint's validation ids, the labels as GeoTIFFs whose mask
-    band excludes what training excluded (``invalid_rule``), so evaluate scores the same pixels."""
+    """Images and labels of the checkpoint's validation split of ``prepared``, read by the training
+    dataset itself (same split, mask threshold and ``invalid_rule``); the labels are written as
+    GeoTIFFs whose mask band holds training's valid pixels, so evaluate scores the same pixels."""
     from roadseg.checkpoint import load_model
-    from roadseg.train.dataset import white_nodata
+    from roadseg.config import config_from_dict
+    from roadseg.train.dataset import RoadDataset, discover, split
     from roadseg.weights import default_checkpoint
 
-    data_cfg = load_model(checkpoint or default_checkpoint())[1].meta.get("config", {}).get("data", {})
-    ids = data_cfg.get("val_ids")
-    if not ids:
-        raise SystemExit("the checkpoint records no data.val_ids; pass --images and --labels")
+    info = load_model(checkpoint or default_checkpoint())[1]
+    if "config" not in info.meta:
+        raise SystemExit("the checkpoint records no training config; pass --images and --labels")
+    saved = info.meta["config"]
+    data_cfg = config_from_dict({**saved, "data": {**saved["data"], "root": str(prepared)}}).data
+    _, val = split(discover(data_cfg)[1], data_cfg)
+    ds = RoadDataset(val, data_cfg, info.normalization, train=False)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(exist_ok=True)
-    for sid in ids:
-        image = next((prepared / "images").glob(f"{sid}.*"))
-        rgb = np.asarray(Image.open(image).convert("RGB"))
-        road = np.asarray(Image.open(next((prepared / "masks").glob(f"{sid}.*"))).convert("L")) >= data_cfg.get("mask_threshold", 128)
+    for i, sample in enumerate(val):
+        _, road, valid = ds.load(i, np.random.default_rng(0))
         profile = {"driver": "GTiff", "width": road.shape[1], "height": road.shape[0], "count": 1, "dtype": "uint8"}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(out / "labels" / f"{sid}.tif", "w", **profile) as ds:
-                ds.write(road.astype(np.uint8) * 255, 1)
-                if data_cfg.get("invalid_rule") == "white":
-                    ds.write_mask(np.where(white_nodata(rgb), 0, 255).astype(np.uint8))
-        dst = out / "images" / image.name
-        dst.unlink(missing_ok=True)
-        dst.symlink_to(image.resolve())
+            with rasterio.open(out / "labels" / f"{sample.id}.tif", "w", **profile) as dst:
+                dst.write(road * 255, 1)
+                dst.write_mask(valid * 255)
+        link = out / "images" / f"{sample.id}{sample.image.suffix}"
+        link.unlink(missing_ok=True)
+        link.symlink_to(sample.image.resolve())
     return out / "images", out / "labels"
 
 

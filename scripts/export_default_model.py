@@ -39,7 +39,7 @@ def main() -> None:
         if not 0 < t < 1 or args.threshold is not None:
             ap.error("--operating-point takes a probability in (0, 1) and replaces --threshold")
         shift = math.log((1 - t) / t)
-        head = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.out_channels == 1][-1]
+        head = [m for m in model.head.modules() if isinstance(m, nn.Conv2d)][-1]  # every registry model ends in .head
         with torch.no_grad():
             head.bias += shift
         meta["calibration"] = {"operating_point": t, "logit_shift": shift}

@@ -175,12 +175,6 @@ def _read_mask(path: Path, threshold: int) -> np.ndarray:
         return (np.asarray(im.convert("L")) >= threshold).astype(np.uint8)
 
 
-def white_nodata(image: np.ndarray) -> np.ndarray:
-    """Massachusetts Roads' no-data (``invalid_rule: white``) in an HWC image: near-white in
-    every band (>= 250, not only 255, so that JPEG-compressed or resampled fill counts too)."""
-    return (image >= 250).all(axis=2)
-
-
 class RoadDataset(Dataset):
     """Image/mask pairs (DeepGlobe or folder layout) as normalized tensors.
 
@@ -246,7 +240,7 @@ class RoadDataset(Dataset):
             raise InputError(f"'{s.label.name}' is {mask.shape[::-1]} but '{s.image.name}' is {image.shape[1::-1]}")
         valid = np.ones_like(mask)
         if self.cfg.invalid_rule == "white":
-            valid[white_nodata(image)] = 0
+            valid[(image >= 250).all(axis=2)] = 0  # near-white: JPEG or resampled fill counts too
         return image, mask, valid
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -355,7 +355,7 @@ def fit(
                 dist.all_reduce(loss_sum)
             train_loss = float(loss_sum[0] / loss_sum[1].clamp_min(1))
             seconds = time.perf_counter() - t0
-            val = _validate(scored if ema is not None else net, val_ds, cfg, device, di, amp_ctx) if val_ds is not None else {}
+            val = _validate(ema.model if ema is not None else net, val_ds, cfg, device, di, amp_ctx) if val_ds is not None else {}
             monitored = val.get("val_loss", train_loss) if cfg.optim.monitor == "val_loss" else train_loss
             if cfg.optim.schedule == "plateau":
                 sched.step(monitored)

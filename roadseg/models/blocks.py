@@ -11,13 +11,14 @@ from torch import nn
 class LinkNetDecoderBlock(nn.Module):
     """LinkNet decoder block: 1x1 C->C/4, 3x3 transposed conv (stride 2), 1x1 -> out.
 
-    Each conv is followed by BatchNorm and ReLU. Convs keep their bias, as in the official
+    ``min_mid`` widens the middle for thin encoders (EfficientNet-Lite's 24-channel stride-4
+    map would leave 6). Each conv is followed by BatchNorm and ReLU. Convs keep their bias, as in the official
     D-LinkNet code, so its released weights load one-to-one.
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, min_mid: int = 0) -> None:
         super().__init__()
-        mid = in_channels // 4
+        mid = max(in_channels // 4, min_mid)
         self.conv1 = nn.Conv2d(in_channels, mid, 1)
         self.norm1 = nn.BatchNorm2d(mid)
         self.deconv2 = nn.ConvTranspose2d(mid, mid, 3, stride=2, padding=1, output_padding=1)

@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 from roadseg.models.blocks import DilatedCenter
-from roadseg.models.encoders import EncoderWeights
+from roadseg.models.encoders import EncoderWeights, encoder_spec
 from roadseg.models.linknet import LinkNet
-
-#: Official dilations: 1..8 for ResNet18/34 ("Dblock"), 1..16 for 50/101 ("Dblock_more_dilate").
-DILATIONS = {
-    "resnet18": (1, 2, 4, 8),
-    "resnet34": (1, 2, 4, 8),
-    "resnet50": (1, 2, 4, 8, 16),
-    "resnet101": (1, 2, 4, 8, 16),
-}
 
 
 def dlinknet(
@@ -22,10 +14,13 @@ def dlinknet(
     classes: int = 1,
     encoder_weights: EncoderWeights = None,
 ) -> LinkNet:
-    """Build D-LinkNet as a LinkNet whose center is :class:`DilatedCenter`."""
+    """Build D-LinkNet as a LinkNet whose center is :class:`DilatedCenter`.
+
+    The dilations are the encoder's (official: 1..8 for ResNet18/34, 1..16 for 50/101).
+    """
     model = LinkNet(
         encoder_name, in_channels=in_channels, classes=classes, encoder_weights=encoder_weights
     )
     channels = model.encoder.out_channels[-1]
-    model.center = DilatedCenter(channels, DILATIONS[encoder_name])
+    model.center = DilatedCenter(channels, encoder_spec(encoder_name).dilations)
     return model

@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from roadseg.models.blocks import LinkNetDecoderBlock, check_input_size
-from roadseg.models.encoders import EncoderWeights, ResNetEncoder
+from roadseg.models.blocks import LinkNetDecoderBlock, check_input_size, conv_bn_relu
+from roadseg.models.encoders import EncoderWeights, build_encoder, encoder_spec
 
 
 class LinkNet(nn.Module):
-    """ResNet encoder -> optional center -> LinkNet decoder (additive skips) -> head.
+    """Encoder -> optional center -> LinkNet decoder (additive skips) -> head.
 
     Returns logits at full input resolution.
 
@@ -35,25 +35,33 @@ class LinkNet(nn.Module):
         center: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.encoder = ResNetEncoder(encoder_name, in_channels=in_channels, weights=encoder_weights)
+        self.encoder = build_encoder(encoder_name, in_channels=in_channels, weights=encoder_weights)
         f = self.encoder.out_channels[1:]  # e1..e4
+        mid = encoder_spec(encoder_name).decoder_min_mid
         self.center = center if center is not None else nn.Identity()
         # decoders[0] maps e4 -> e3's channels, ..., decoders[3] maps d2 -> f[0].
         self.decoders = nn.ModuleList(
             [
-                LinkNetDecoderBlock(f[3], f[2]),
-                LinkNetDecoderBlock(f[2], f[1]),
-                LinkNetDecoderBlock(f[1], f[0]),
-                LinkNetDecoderBlock(f[0], f[0]),
+                LinkNetDecoderBlock(f[3], f[2], min_mid=mid),
+                LinkNetDecoderBlock(f[2], f[1], min_mid=mid),
+                LinkNetDecoderBlock(f[1], f[0], min_mid=mid),
+                LinkNetDecoderBlock(f[0], f[0], min_mid=mid),
             ]
         )
-        self.head = nn.Sequential(
-            nn.ConvTranspose2d(f[0], 32, 4, stride=2, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(32, 32, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(32, classes, 3, padding=1),
-        )
+        if encoder_spec(encoder_name).head == "light":
+            self.head = nn.Sequential(
+                conv_bn_relu(f[0], 32),
+                nn.Conv2d(32, classes, 1),
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            )
+        else:
+            self.head = nn.Sequential(
+                nn.ConvTranspose2d(f[0], 32, 4, stride=2, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(32, 32, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(32, classes, 3, padding=1),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, self.size_divisor)

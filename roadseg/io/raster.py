@@ -142,50 +142,91 @@ def has_invalid_pixels(ds: Any) -> bool:
     return any(MaskFlags.all_valid not in flags for flags in ds.mask_flag_enums)
 
 
+def has_valid_pixels(ds: Any) -> bool:
+    """Whether any pixel is valid, from a decimated read of the dataset mask."""
+    if not has_invalid_pixels(ds):
+        return True
+    factor = max(1.0, max(ds.height, ds.width) / STATS_SIZE)
+    shape = (max(1, round(ds.height / factor)), max(1, round(ds.width / factor)))
+    return bool((read_checked(ds, ds.dataset_mask, out_shape=shape, resampling=Resampling.nearest) > 0).any())
+
+
+def read_checked(ds: Any, read: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+    """Call a reading method of ``ds``; a damaged or truncated file becomes one line naming it."""
+    try:
+        return read(*args, **kwargs)
+    except (RasterioIOError, rasterio.errors.RasterioError) as exc:
+        raise InputError(
+            f"'{ds.name}' cannot be read ({str(exc).splitlines()[0][:160]}): the file is damaged or "
+            "truncated; copy or download it again"
+        ) from None
+
+
 def valid_mask(ds: Any, window: Window) -> np.ndarray:
     """Boolean mask of valid pixels (nodata value, alpha band or mask band all honoured)."""
-    return ds.dataset_mask(window=window) > 0
+    return read_checked(ds, ds.dataset_mask, window=window) > 0
+
+
+class Stretch:
+    """How a scene's raw band values become 0..255: the one rule for predict, training and previews.
+
+    8-bit bands pass through. 16-bit and float bands are stretched per band between their 2nd
+    and 98th percentiles over the whole scene's valid pixels (from a decimated read of at most
+    ``STATS_SIZE`` pixels a side), so every window of a scene is scaled alike.
+    """
+
+    def __init__(self, lohi: np.ndarray | None) -> None:
+        self.lohi = lohi
+
+    @classmethod
+    def of_scene(cls, ds: Any, bands: Sequence[int]) -> Stretch:
+        """The stretch of ``bands`` (1-based, each once) of an open dataset."""
+        if np.dtype(ds.dtypes[bands[0] - 1]) == np.uint8:
+            return cls(None)
+        factor = max(1.0, max(ds.height, ds.width) / STATS_SIZE)
+        shape = (max(1, round(ds.height / factor)), max(1, round(ds.width / factor)))
+        data = read_checked(ds, ds.read, list(bands), out_shape=(len(bands), *shape), resampling=Resampling.nearest)
+        mask = read_checked(ds, ds.dataset_mask, out_shape=shape, resampling=Resampling.nearest) > 0
+        lohi = np.zeros((len(bands), 2), dtype=np.float64)
+        for i, band in enumerate(data):
+            values = band[mask & np.isfinite(band)]
+            if values.size == 0:
+                raise InputError(f"'{ds.name}' has no valid (non-nodata) pixels")
+            lo, hi = np.percentile(values, [2, 98])
+            lohi[i] = (lo, hi if hi > lo else lo + 1)
+        log.info("percentile stretch (2-98%%) per band: %s", lohi.tolist())
+        return cls(lohi)
+
+    def apply(self, data: np.ndarray) -> np.ndarray:
+        """Scale raw values ``(bands, H, W)`` to uint8."""
+        if self.lohi is None:
+            return data.astype(np.uint8, copy=False)
+        lo = self.lohi[:, 0, None, None]
+        hi = self.lohi[:, 1, None, None]
+        scaled = (data.astype(np.float32) - lo) / (hi - lo) * 255.0
+        return np.nan_to_num(np.clip(scaled, 0, 255), nan=0).astype(np.uint8)
 
 
 class SceneReader:
-    """Reads windows of selected bands as uint8, with reflect padding beyond the edges.
+    """Reads windows of selected bands as uint8 (:class:`Stretch`), with reflect padding
+    beyond the edges. Training reads its images through the same class (``read_all``)."""
 
-    16-bit and float bands are stretched to 0..255 between their 2nd and 98th percentiles,
-    computed once per scene on a decimated read that leaves nodata out.
-    """
-
-    def __init__(self, ds: Any, bands: Sequence[int]) -> None:
+    def __init__(self, ds: Any, bands: Sequence[int], stretch: Stretch | None = None) -> None:
         self.ds = ds
         self.bands = tuple(bands)
         self.unique = sorted(set(self.bands))
         self.index = [self.unique.index(b) for b in self.bands]
         self.height, self.width = ds.height, ds.width
-        dtype = np.dtype(ds.dtypes[self.bands[0] - 1])
-        self.stretch = None if dtype == np.uint8 else self._percentiles()
+        #: pass the stretch of an earlier reader of the same scene to skip the statistics read
+        self.stretch = stretch or Stretch.of_scene(ds, self.unique)
 
-    def _percentiles(self) -> np.ndarray:
-        factor = max(1.0, max(self.height, self.width) / STATS_SIZE)
-        shape = (max(1, round(self.height / factor)), max(1, round(self.width / factor)))
-        data = self.ds.read(self.unique, out_shape=(len(self.unique), *shape), resampling=Resampling.nearest)
-        mask = self.ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
-        lohi = np.zeros((len(self.unique), 2), dtype=np.float64)
-        for i, band in enumerate(data):
-            values = band[mask & np.isfinite(band)]
-            if values.size == 0:
-                raise InputError("the scene has no valid (non-nodata) pixels")
-            lo, hi = np.percentile(values, [2, 98])
-            lohi[i] = (lo, hi if hi > lo else lo + 1)
-        log.info("percentile stretch (2-98%%) per band: %s", lohi.tolist())
-        return lohi
+    def read_all(self) -> np.ndarray:
+        """The whole scene, ``(C, H, W)`` uint8."""
+        return self.stretch.apply(read_checked(self.ds, self.ds.read, self.unique))[self.index]
 
-    def to_uint8(self, data: np.ndarray) -> np.ndarray:
-        """Scale raw band values (unique bands first axis) to uint8."""
-        if self.stretch is None:
-            return data
-        lo = self.stretch[:, 0, None, None]
-        hi = self.stretch[:, 1, None, None]
-        scaled = (data.astype(np.float32) - lo) / (hi - lo) * 255.0
-        return np.nan_to_num(np.clip(scaled, 0, 255), nan=0).astype(np.uint8)
+    def read_window(self, window: Window) -> np.ndarray:
+        """One window inside the scene, ``(C, h, w)`` uint8."""
+        return self.stretch.apply(read_checked(self.ds, self.ds.read, self.unique, window=window))[self.index]
 
     def read(self, row: int, col: int, size: int) -> np.ndarray:
         """Read a ``size`` x ``size`` window at (row, col), which may lie partly outside.
@@ -196,9 +237,9 @@ class SceneReader:
         rows = reflect_index(np.arange(row, row + size), self.height)
         cols = reflect_index(np.arange(col, col + size), self.width)
         r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-        data = self.ds.read(self.unique, window=Window(c0, r0, c1 - c0, r1 - r0))
+        data = read_checked(self.ds, self.ds.read, self.unique, window=Window(c0, r0, c1 - c0, r1 - r0))
         data = data[:, rows - r0][:, :, cols - c0]
-        return self.to_uint8(data)[self.index]
+        return self.stretch.apply(data)[self.index]
 
 
 def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:

@@ -8,6 +8,7 @@ run and inside every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -31,8 +32,31 @@ class ModelConfig:
     #: start from these weights (fine-tuning): "default" (the bundled model), a roadseg
     #: checkpoint or an official D-LinkNet .th file. Architecture and normalization must match.
     init_checkpoint: str | None = None
-    #: "imagenet" (mean/std, RGB) or "dlinknet" (official BGR, x/255*3.2-1.6).
-    normalization: Literal["imagenet", "dlinknet"] = "imagenet"
+    #: "encoder": the input scaling the encoder's ImageNet weights expect (ImageNet mean/std for
+    #: ResNets and the U-Net, [-1, 1] for EfficientNet-Lite); "imagenet" (mean/std, RGB) or
+    #: "dlinknet" (official BGR, x/255*3.2-1.6).
+    normalization: Literal["encoder", "imagenet", "dlinknet"] = "encoder"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One dataset of a multi-source training set (``data.sources``), with its own rules."""
+
+    #: the folder (DeepGlobe or images/ + masks/ layout).
+    root: str | None = None
+    #: ground sample distance of this dataset in metres; its images are resampled to data.gsd_m.
+    gsd_m: float | None = None
+    #: prefix of this source's sample ids (default: the folder name).
+    name: str | None = None
+    layout: Literal["auto", "deepglobe", "folders"] = "auto"
+    #: relative share of the training crops drawn from this source.
+    weight: float = 1.0
+    mask_threshold: int = 128
+    invalid_rule: Literal["none", "white"] = "none"
+    val_fraction: float = 0.1
+    val_ids: list[str] | None = None
+    val_ids_file: str | None = None
+    split_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -50,6 +74,9 @@ class DataConfig:
     val_ids_file: str | None = None
     split_seed: int = 0
     crop_size: int = 1024
+    #: 1-based bands of the images to train on, as predict's --bands (null: the first three;
+    #: a single band is repeated). Images are scaled to 8-bit as predict scales scenes.
+    bands: list[int] | None = None
     #: DeepGlobe masks are 0/255 (sometimes RGB): road where the value is >= this.
     mask_threshold: int = 128
     #: "none", or "white": pixels white in all bands are no-data (Massachusetts Roads tiles).
@@ -68,8 +95,20 @@ class DataConfig:
     #: images (least recently used out), so that a crop does not decode its whole image again.
     cache_mb: float = 1024
     #: ground sample distance of the data in metres, recorded in checkpoints (null: unknown).
+    #: With ``sources``, the model's GSD: every source is resampled to it.
     gsd_m: float | None = 0.5
     num_workers: int = 4
+    #: several datasets at once, each with its layout, GSD, no-data rule and sampling weight
+    #: (then ``root`` and the split keys above are not used).
+    sources: list[SourceConfig] = field(default_factory=list)
+    #: with ``sources``: training crops per epoch, drawn from the sources by weight.
+    samples_per_epoch: int = 1000
+    #: with ``sources``: each crop's ground sample distance is gsd_m times a factor drawn
+    #: log-uniformly from [1/scale_jitter, scale_jitter] (1: no jitter).
+    scale_jitter: float = 1.0
+    #: probability of turning a training crop grey (panchromatic scenes reach the model as
+    #: one band repeated three times).
+    gray_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +181,8 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        if args and dataclasses.is_dataclass(args[0]):
+            return [_build(args[0], v, f"{key}[{i}].") for i, v in enumerate(value)]
         return [_check_type(v, args[0], key) for v in value] if args else value
     if origin is dict:
         if not isinstance(value, dict):
@@ -193,7 +234,60 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     cfg = _build(TrainConfig, data, "")
     if not 0 <= cfg.optim.ema_decay < 1:
         raise ConfigError(f"config key 'optim.ema_decay': {cfg.optim.ema_decay} is not in [0, 1); try 0.999, or 0 for off")
+    _check_numbers(cfg)
+    _check_sources(cfg.data)
     return cfg
+
+
+#: (dotted key, test, what is expected) for every number a run depends on
+_RULES: list[tuple[str, Any, str]] = [
+    ("epochs", lambda v: v >= 1, ">= 1"),
+    ("batch_size", lambda v: v >= 1, ">= 1"),
+    ("data.crop_size", lambda v: v >= 32, ">= 32 (a multiple of the model's 32)"),
+    ("data.samples_per_image", lambda v: v >= 1, ">= 1"),
+    ("data.num_workers", lambda v: v >= 0, ">= 0"),
+    ("data.val_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("data.cache_mb", lambda v: v >= 0, ">= 0"),
+    ("data.road_width_m", lambda v: v > 0, "> 0 metres"),
+    ("data.mask_threshold", lambda v: 1 <= v <= 255, "in 1..255"),
+    ("optim.lr", lambda v: v >= 0, ">= 0 (0 keeps the weights as they are)"),
+    ("optim.min_lr", lambda v: v >= 0, ">= 0"),
+    ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("max_minutes", lambda v: v >= 0, ">= 0 (0: no limit)"),
+    ("checkpoint_every", lambda v: v >= 0, ">= 0 (0: epoch ends only)"),
+    ("max_steps_per_epoch", lambda v: v >= 0, ">= 0 (0: all)"),
+    ("threshold", lambda v: 0 < v < 1, "a probability in (0, 1)"),
+]
+
+
+def _check_numbers(cfg: TrainConfig) -> None:
+    for key, ok, expected in _RULES:
+        node: Any = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+        if not (math.isfinite(node) and ok(node)):
+            raise ConfigError(f"config key '{key}': {node!r} is not valid; expected {expected}")
+
+
+def _check_sources(data: DataConfig) -> None:
+    if not data.sources:
+        return
+    if data.gsd_m is None or not data.gsd_m > 0:
+        raise ConfigError("config key 'data.gsd_m': data.sources need the model's GSD in metres (e.g. 1.0)")
+    if not data.scale_jitter >= 1:
+        raise ConfigError(f"config key 'data.scale_jitter': {data.scale_jitter} must be >= 1 (1: off, 1.25: +-25 %)")
+    if not 0 <= data.gray_prob <= 1:
+        raise ConfigError(f"config key 'data.gray_prob': {data.gray_prob} is not a probability in [0, 1]")
+    if data.samples_per_epoch < 1:
+        raise ConfigError(f"config key 'data.samples_per_epoch': {data.samples_per_epoch} must be >= 1")
+    for i, src in enumerate(data.sources):
+        key = f"data.sources[{i}]"
+        if src.root is None:
+            raise ConfigError(f"config key '{key}.root': each source needs the folder of its data")
+        if src.gsd_m is None or not src.gsd_m > 0:
+            raise ConfigError(f"config key '{key}.gsd_m': give the GSD of '{src.root}' in metres (e.g. 0.5)")
+        if not src.weight > 0:
+            raise ConfigError(f"config key '{key}.weight': {src.weight} must be > 0")
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:

@@ -160,8 +160,9 @@ def test_ema_weights_are_the_average_that_is_validated_and_saved(tmp_path, monke
     saved = _weights(tmp_path / "run" / "last.pt")
     raw = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["raw_state_dict"]
     for k, v in saved.items():
-        if v.is_floating_point():  # 0.5 per step: ((w0 + w1) / 2 + w2) / 2
-            torch.testing.assert_close(v, 0.25 * w0[k] + 0.25 * w1[k] + 0.5 * w2[k])
+        if v.is_floating_point():  # warm-up decays min(0.5, (1 + n) / (10 + n)): 1/10, then 2/11
+            e1 = 0.1 * w0[k] + 0.9 * w1[k]
+            torch.testing.assert_close(v, 2 / 11 * e1 + 9 / 11 * w2[k])
             assert torch.equal(raw[k], w2[k])
     assert any(not torch.equal(saved[k], w2[k]) for k in saved if saved[k].is_floating_point())
     _assert_same(saved, _weights(tmp_path / "run" / "best.pt"))  # validated and kept as best
@@ -340,13 +341,13 @@ def test_decoded_image_cache_gives_the_same_samples_and_stays_in_budget(tmp_path
     sets = [f"data.root={data}", "data.crop_size=64", "data.samples_per_image=5"]
     _, samples = discover(load_config(None, sets).data)
     decodes = {"n": 0}
-    real = ds_mod._read_image
+    real = ds_mod.read_image
 
-    def counting(path):
+    def counting(path, bands):
         decodes["n"] += 1
-        return real(path)
+        return real(path, bands)
 
-    monkeypatch.setattr(ds_mod, "_read_image", counting)
+    monkeypatch.setattr(ds_mod, "read_image", counting)
     # one image is 128*128*5 bytes = 80 KiB: a 0.2 MiB budget holds two of the four
     cached = ds_mod.RoadDataset(samples, load_config(None, [*sets, "data.cache_mb=0.2"]).data, IMAGENET, train=True)
     plain = ds_mod.RoadDataset(samples, load_config(None, [*sets, "data.cache_mb=0"]).data, IMAGENET, train=True)
@@ -472,3 +473,75 @@ def test_geotiff_layout_one_vector_file_for_rasters_in_two_crss(tmp_path):
     for i in range(2):  # same file, both CRSs: the road crosses the middle of both scenes
         mask = ds.load(i, rng)[1]
         assert mask[28:36].sum() > 0 and mask[:20].sum() == 0 and mask[44:].sum() == 0
+
+
+def _road_folder(root: Path, n: int, size: int, width: int, seed: int) -> Path:
+    """images/ + masks/ with one vertical road ``width`` pixels wide per image."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        img = rng.integers(30, 110, size=(size, size, 3), dtype=np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        c = int(rng.integers(size // 4, size // 2))
+        mask[:, c : c + width] = 255
+        img[mask > 0] = 210
+        Image.fromarray(img).save(root / "images" / f"t{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"t{i}.png")
+    return root
+
+
+def _sources(tmp_path: Path) -> list[str]:
+    fine = _road_folder(tmp_path / "fine", 4, 128, 8, seed=1)  # 0.5 m: an 8-px road is 4 m
+    coarse = _road_folder(tmp_path / "coarse", 4, 64, 4, seed=2)  # 1 m: a 4-px road is 4 m
+    return [
+        (f"data.sources=[{{root: {fine}, gsd_m: 0.5, weight: 3, val_ids: [t0]}}, "
+        f"{{root: {coarse}, gsd_m: 1.0, weight: 1, val_ids: [t0]}}]"),
+        "data.gsd_m=1.0", "data.crop_size=32", "data.samples_per_epoch=40", "data.augment=dlinknet",
+    ]  # fmt: skip
+
+
+def test_multi_source_resamples_every_source_to_the_model_gsd(tmp_path):
+    from roadseg.normalization import IMAGENET
+    from roadseg.train.dataset import build_datasets
+
+    cfg = load_config(None, _sources(tmp_path)).data
+    train, val = build_datasets(cfg, IMAGENET, seed=0)
+    assert len(train) == 40 and len(val) == 2
+    picked = [train.pick(i)[0] for i in range(40)]
+    assert 20 <= picked.count(0) <= 38  # weight 3 : 1
+    for i in range(40):
+        _, y, v = train[i]
+        widths = (y[0] * v[0]).sum(1)  # road pixels per row: the road runs top to bottom
+        full = widths[(v[0].sum(1) == 32) & (widths > 0)]
+        if len(full):  # 4 m at 1 m pixels, within the recipe's +-10 % scale and rot90
+            assert 3 <= float(full.median()) <= 5 or float(full.max()) >= 28
+    sizes = sorted(tuple(val[i][0].shape[1:]) for i in range(2))
+    assert sizes == [(64, 64), (64, 64)]  # the 128-px 0.5 m image becomes 64 px at 1 m
+
+
+def test_multi_source_training_smoke(tmp_path):
+    sets = [*_sources(tmp_path), "model.arch=unet", "model.encoder_weights=null",
+            "model.kwargs={depth: 2, base_channels: 8}", "data.num_workers=0", "batch_size=4",
+            "amp=false", "epochs=2", "data.scale_jitter=1.2", "data.gray_prob=0.5"]  # fmt: skip
+    row = fit(load_config(None, sets), tmp_path / "run", progress=False)
+    assert row["epoch"] == 2 and row["val_iou"] is not None
+    _, info = roadseg.load_model(tmp_path / "run" / "best.pt")
+    assert info.gsd_m == 1.0
+    assert [s["gsd_m"] for s in info.meta["config"]["data"]["sources"]] == [0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("sets", "match"),
+    [
+        (["data.sources=[{root: x}]"], r"data.sources\[0\].gsd_m"),
+        (["data.sources=[{gsd_m: 1}]"], r"data.sources\[0\].root"),
+        (["data.sources=[{root: x, gsd_m: 1, weight: 0}]"], "weight"),
+        (["data.sources=[{root: x, gsd_m: 1, colour: red}]"], r"data.sources\[0\].colour"),
+        (["data.sources=[{root: x, gsd_m: 1}]", "data.scale_jitter=0.5"], "scale_jitter"),
+        (["data.sources=[{root: x, gsd_m: 1}]", "data.gsd_m=null"], "data.gsd_m"),
+    ],
+)
+def test_multi_source_config_errors(sets, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, sets)

@@ -17,8 +17,11 @@ import cv2
 import numpy as np
 
 
-def train_transform(preset: str = "dlinknet") -> A.Compose:
-    """The augmentation pipeline (``dlinknet`` or ``strong``); call ``set_random_seed`` before each sample."""
+def train_transform(preset: str = "dlinknet", gray_prob: float = 0.0) -> A.Compose:
+    """The augmentation pipeline (``dlinknet`` or ``strong``); call ``set_random_seed`` before each sample.
+
+    ``gray_prob`` turns crops grey, so that panchromatic scenes (one band repeated) look familiar.
+    """
     border = {"border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": 0}
     if preset == "dlinknet":
         geometric = [A.Affine(scale={"x": (0.9, 1.1), "y": (0.9, 1.1)}, translate_percent=(-0.1, 0.1), p=0.5, **border)]
@@ -35,6 +38,7 @@ def train_transform(preset: str = "dlinknet") -> A.Compose:
         [
             A.HueSaturationValue(hue_shift_limit=30, sat_shift_limit=5, val_shift_limit=15, p=0.5),
             *photometric,
+            *([A.ToGray(num_output_channels=3, p=gray_prob)] if gray_prob > 0 else []),
             *geometric,
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),

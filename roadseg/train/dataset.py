@@ -3,10 +3,14 @@
 Layouts (``data.layout: auto`` detects them):
 
 - ``deepglobe``: ``<id>_sat.jpg`` + ``<id>_mask.png`` in one folder;
-- ``folders``: ``images/`` + ``masks/`` (or ``labels/``), files paired by name stem;
+- ``folders``: ``images/`` + ``masks/`` (or ``labels/``, ``groundtruth/``), files paired by name stem;
 - ``geotiff``: georeferenced rasters with road vectors (``<stem>.gpkg``/``.geojson`` beside
   each raster, or one vector file for all), lines buffered to ``road_width_m`` and
   rasterized on the fly for random windows.
+
+With ``data.sources``, several such folders train together (:class:`MultiSourceDataset`):
+each crop comes from a source drawn by weight and is resampled from the source's GSD to the
+model's, with a random scale around it.
 
 Every sample's crop and augmentation are seeded from (seed, epoch, index), so a run gives
 the same batches whatever the worker count, and a resumed run continues exactly.
@@ -15,23 +19,23 @@ the same batches whatever the worker count, and a resumed run continues exactly.
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from roadseg.config import DataConfig
+from roadseg.config import DataConfig, SourceConfig
 from roadseg.errors import InputError
+from roadseg.io.paths import RASTER_SUFFIXES, VECTOR_SUFFIXES
 from roadseg.normalization import Normalization
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
-VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp")
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class Sample:
     label: Path
 
 
-def discover(cfg: DataConfig) -> tuple[str, list[Sample]]:
+def discover(cfg: DataConfig | SourceConfig) -> tuple[str, list[Sample]]:
     """Find the samples under ``cfg.root``; returns (layout, samples)."""
     if cfg.root is None:
         raise InputError("no training data: pass --data DIR (or set data.root in the config)")
@@ -89,12 +93,12 @@ def _deepglobe(root: Path) -> list[Sample]:
 
 
 def _folders(root: Path) -> list[Sample]:
-    label_dir = next((root / d for d in ("masks", "labels") if (root / d).is_dir()), None)
+    label_dir = next((root / d for d in ("masks", "labels", "groundtruth") if (root / d).is_dir()), None)
     if label_dir is None:
-        raise InputError(f"'{root}/images' has no sibling 'masks/' or 'labels/' folder")
-    labels = {p.stem: p for p in label_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        raise InputError(f"'{root}/images' has no sibling 'masks/', 'labels/' or 'groundtruth/' folder")
+    labels = {p.stem: p for p in label_dir.iterdir() if p.suffix.lower() in RASTER_SUFFIXES}
     samples, missing = [], []
-    for image in sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+    for image in sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in RASTER_SUFFIXES):
         if image.stem in labels:
             samples.append(Sample(image.stem, image, labels[image.stem]))
         else:
@@ -121,7 +125,7 @@ def _geotiff(root: Path) -> list[Sample]:
     return samples
 
 
-def split(samples: list[Sample], cfg: DataConfig) -> tuple[list[Sample], list[Sample]]:
+def split(samples: list[Sample], cfg: DataConfig | SourceConfig) -> tuple[list[Sample], list[Sample]]:
     """Deterministic train/validation split: explicit ids, an id file, or a seeded fraction."""
     if cfg.val_ids is not None and cfg.val_ids_file is not None:
         raise InputError("set data.val_ids or data.val_ids_file, not both")
@@ -165,14 +169,21 @@ def sample_seed(*parts: int) -> int:
     return int.from_bytes(digest, "little")
 
 
-def _read_image(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+def read_image(path: Path, bands: list[int] | None) -> np.ndarray:
+    """An image as the model sees it, HxWx3 uint8: predict's band choice and 8-bit stretch."""
+    from roadseg.io.raster import SceneReader, open_raster, select_bands
+
+    with open_raster(path) as ds:
+        chosen = select_bands(ds.count, bands, 3, str(path))
+        return np.ascontiguousarray(SceneReader(ds, chosen).read_all().transpose(1, 2, 0))
 
 
 def _read_mask(path: Path, threshold: int) -> np.ndarray:
-    with Image.open(path) as im:
-        return (np.asarray(im.convert("L")) >= threshold).astype(np.uint8)
+    try:
+        with Image.open(path) as im:
+            return (np.asarray(im.convert("L")) >= threshold).astype(np.uint8)
+    except OSError as exc:  # truncated or not an image at all
+        raise InputError(f"label '{path}' cannot be read ({exc}); replace the file or remove its pair") from None
 
 
 class RoadDataset(Dataset):
@@ -194,13 +205,15 @@ class RoadDataset(Dataset):
         self.samples, self.cfg, self.norm, self.train, self.seed = samples, cfg, normalization, train, seed
         self.epoch = 0
         self.pad_multiple = 32
+        #: decoded-image cache budget in bytes (0: decode every time)
+        self.cache_bytes = int(cfg.cache_mb * 2**20) if train and cfg.samples_per_image > 1 else 0
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_bytes = 0
         self.tf = None
         if train:
             from roadseg.train.augment import train_transform
 
-            self.tf = train_transform(cfg.augment)
+            self.tf = train_transform(cfg.augment, cfg.gray_prob)
 
     def set_epoch(self, epoch: int) -> None:
         """Change the seeds of crops and augmentations (call before each epoch)."""
@@ -216,7 +229,7 @@ class RoadDataset(Dataset):
         crops per image, decoded images are kept in a per-process LRU cache of ``cache_mb``.
         """
         key = index % len(self.samples)
-        if not self.train or self.cfg.samples_per_image <= 1 or self.cfg.cache_mb <= 0:
+        if self.cache_bytes <= 0:
             return self._decode(key)
         hit = self._cache.get(key)
         if hit is not None:
@@ -227,14 +240,14 @@ class RoadDataset(Dataset):
             a.flags.writeable = False  # shared by later crops: nothing may change it in place
         self._cache[key] = arrays
         self._cache_bytes += sum(a.nbytes for a in arrays)
-        while self._cache_bytes > self.cfg.cache_mb * 2**20 and len(self._cache) > 1:
+        while self._cache_bytes > self.cache_bytes and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
             self._cache_bytes -= sum(a.nbytes for a in old)
         return arrays
 
     def _decode(self, key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.samples[key]
-        image = _read_image(s.image)
+        image = read_image(s.image, self.cfg.bands)
         mask = _read_mask(s.label, self.cfg.mask_threshold)
         if mask.shape != image.shape[:2]:
             raise InputError(f"'{s.label.name}' is {mask.shape[::-1]} but '{s.image.name}' is {image.shape[1::-1]}")
@@ -289,6 +302,135 @@ def _crop(
     return image[sl], mask[sl], valid[sl]
 
 
+def resample(
+    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resize a sample to ``height`` x ``width``: area averaging when shrinking, bilinear when
+    growing (as predict's resampling view), labels thresholded at half so thin roads survive."""
+    if mask.shape == (height, width):
+        return image, mask, valid
+    interp = cv2.INTER_AREA if height < mask.shape[0] else cv2.INTER_LINEAR
+
+    def fit(a: np.ndarray) -> np.ndarray:
+        return cv2.resize(a, (width, height), interpolation=interp)
+
+    image = fit(np.ascontiguousarray(image))
+    mask = (fit(mask.astype(np.float32)) >= 0.5).astype(np.uint8)
+    valid = (fit(valid.astype(np.float32)) >= 0.5).astype(np.uint8)
+    return image, mask, valid
+
+
+#: crops tried before accepting one that is mostly no-data
+_CROP_TRIES = 5
+
+
+class MultiSourceDataset(Dataset):
+    """Several datasets at one ground sample distance (``data.sources``).
+
+    Training: ``samples_per_epoch`` crops; each picks a source by weight and an image of it,
+    cuts a window that covers ``crop_size`` pixels at gsd_m times a random scale factor, and
+    resamples it to ``crop_size``. Validation: every source's validation images, whole,
+    resampled to gsd_m (as predict would).
+    """
+
+    def __init__(
+        self, parts: list[tuple[SourceConfig, list[Sample]]], cfg: DataConfig, normalization: Normalization,
+        *, train: bool, seed: int = 0,
+    ) -> None:  # fmt: skip
+        self.cfg, self.norm, self.train, self.seed, self.epoch = cfg, normalization, train, seed, 0
+        self.sources = [src for src, _ in parts]
+        weights = np.array([src.weight for src in self.sources], dtype=np.float64)
+        self.p = weights / weights.sum()
+        self.parts = []
+        for (src, samples), share in zip(parts, self.p, strict=True):
+            sub_cfg = replace(cfg, sources=[], invalid_rule=src.invalid_rule, mask_threshold=src.mask_threshold)
+            sub = RoadDataset(samples, sub_cfg, normalization, train=False, seed=seed)
+            sub.cache_bytes = int(cfg.cache_mb * share * 2**20) if train else 0
+            self.parts.append(sub)
+        self.items = [(k, j) for k, sub in enumerate(self.parts) for j in range(len(sub.samples))]
+        self.pad_multiple = 32
+        self.tf = None
+        if train:
+            from roadseg.train.augment import train_transform
+
+            self.tf = train_transform(cfg.augment, cfg.gray_prob)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the seeds of source choice, crops and augmentations (call before each epoch)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.cfg.samples_per_epoch if self.train else len(self.items)
+
+    def pick(self, index: int) -> tuple[int, int, np.random.Generator]:
+        """(source, image, generator for the rest) of sample ``index`` in this epoch."""
+        rng = np.random.default_rng(sample_seed(self.seed, self.epoch, index))
+        if not self.train:
+            return (*self.items[index], rng)
+        k = int(rng.choice(len(self.parts), p=self.p))
+        return k, int(rng.integers(len(self.parts[k].samples))), rng
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        k, j, rng = self.pick(index)
+        seed = sample_seed(self.seed, self.epoch, index)
+        image, mask, valid = self.parts[k].load(j, rng)
+        gsd = float(self.cfg.gsd_m)  # type: ignore[arg-type]  # checked by the config
+        if self.train:
+            jitter = math.log(self.cfg.scale_jitter)
+            gsd *= math.exp(rng.uniform(-jitter, jitter))
+        factor = float(self.sources[k].gsd_m) / gsd  # type: ignore[arg-type]  # model px per source px
+        size = self.cfg.crop_size
+        if self.train:
+            window = max(1, round(size / factor))
+            full = (image, mask, valid)
+            for _ in range(_CROP_TRIES):  # Massachusetts tiles are up to 91 % white no-data
+                image, mask, valid = _crop(*full, window, rng)
+                if valid.mean() >= 0.5:
+                    break
+            image, mask, valid = resample(image, mask, valid, size, size)
+            assert self.tf is not None
+            from roadseg.train.augment import augment
+
+            image, mask, valid = augment(self.tf, image, mask, valid, seed)
+        else:
+            h, w = mask.shape
+            image, mask, valid = resample(image, mask, valid, max(1, round(h * factor)), max(1, round(w * factor)))
+            image, mask, valid = _pad_to_multiple(image, mask, valid, self.pad_multiple)
+        x = self.norm.apply(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None])[0]
+        y = torch.from_numpy(np.ascontiguousarray(mask)).float()[None]
+        v = torch.from_numpy(np.ascontiguousarray(valid)).float()[None]
+        return x, y, v
+
+
+def build_datasets(
+    cfg: DataConfig, normalization: Normalization, seed: int
+) -> tuple[Dataset, Dataset | None]:
+    """The training and validation datasets that ``cfg`` describes (validation None: no split)."""
+    if cfg.sources:
+        train_parts, val_parts = [], []
+        for src in cfg.sources:
+            _, samples = discover(src)
+            train_s, val_s = split(samples, src)
+            if not train_s:
+                raise InputError(f"the validation split took every sample of '{src.root}'; lower its val_fraction")
+            name = src.name or Path(str(src.root)).name  # ids unique across sources
+            train_s, val_s = ([replace(s, id=f"{name}/{s.id}") for s in part] for part in (train_s, val_s))
+            train_parts.append((src, train_s))
+            if val_s:
+                val_parts.append((src, val_s))
+        train_ds = MultiSourceDataset(train_parts, cfg, normalization, train=True, seed=seed)
+        val_ds = MultiSourceDataset(val_parts, cfg, normalization, train=False, seed=seed) if val_parts else None
+        return train_ds, val_ds
+    layout, samples = discover(cfg)
+    train_s, val_s = split(samples, cfg)
+    if not train_s:
+        raise InputError("the validation split took every sample; lower data.val_fraction")
+    ds_cls = GeoWindowDataset if layout == "geotiff" else RoadDataset
+    train_ds = ds_cls(train_s, cfg, normalization, train=True, seed=seed)
+    val_ds = ds_cls(val_s, cfg, normalization, train=False, seed=seed) if val_s else None
+    return train_ds, val_ds
+
+
 def road_shapes(df: Any, crs: Any, width_m: float) -> Any:
     """Road label geometries in ``crs``: lines buffered to ``width_m`` metres, polygons as they are.
 
@@ -313,6 +455,7 @@ class GeoWindowDataset(RoadDataset):
     def __init__(self, samples: list[Sample], cfg: DataConfig, normalization: Normalization, **kw: Any) -> None:
         super().__init__(samples, cfg, normalization, **kw)
         self._labels: dict[tuple[Path, str], Any] = {}
+        self._stretch: dict[Path, Any] = {}  # per scene, as predict computes it
 
     def _vectors(self, s: Sample, crs: Any) -> Any:
         key = (s.label, str(crs))  # one vector file may serve rasters in different CRSs
@@ -329,26 +472,26 @@ class GeoWindowDataset(RoadDataset):
         return self._labels[key]
 
     def load(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        import rasterio
         from rasterio.features import rasterize
         from rasterio.windows import Window
         from rasterio.windows import transform as window_transform
 
+        from roadseg.io.raster import SceneReader, open_raster, select_bands
+
         s = self.samples[index % len(self.samples)]
-        with rasterio.open(s.image) as ds:
+        with open_raster(s.image) as ds:
             size = self.cfg.crop_size
             h, w = min(size, ds.height), min(size, ds.width)
             r = int(rng.integers(0, ds.height - h + 1))
             c = int(rng.integers(0, ds.width - w + 1))
             win = Window(c, r, w, h)
-            image = ds.read([1, 2, 3] if ds.count >= 3 else [1, 1, 1], window=win).transpose(1, 2, 0)
+            reader = SceneReader(ds, select_bands(ds.count, self.cfg.bands, 3, str(s.image)), self._stretch.get(s.image))
+            self._stretch[s.image] = reader.stretch
+            image = reader.read_window(win).transpose(1, 2, 0)
             valid = (ds.dataset_mask(window=win) > 0).astype(np.uint8)
             shapes = self._vectors(s, ds.crs)
             mask = rasterize(
                 [(g, 1) for g in shapes if not g.is_empty], out_shape=(h, w),
                 transform=window_transform(win, ds.transform), dtype="uint8",
             )  # fmt: skip
-        if image.dtype != np.uint8:
-            lo, hi = np.percentile(image[valid > 0], [2, 98]) if valid.any() else (0, 1)
-            image = (np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
         return np.ascontiguousarray(image), mask, valid

@@ -9,6 +9,7 @@ holds only dicts, lists, numbers, strings and tensors::
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -165,6 +166,12 @@ def load_model(
             f"checkpoint '{path}' is not a roadseg checkpoint nor an official D-LinkNet state_dict "
             f"(first keys: {keys})"
         )
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint '{path}' holds NaN or infinite weights in {len(bad)} tensor(s) (first: {bad[0]}); "
+            "it comes from a diverged run: use an earlier checkpoint"
+        )
     model = build_model(info.arch, **info.arch_kwargs)
     # weights may be stored in half precision (the bundled model is): compute in float32
     state = {k: v.float() if torch.is_tensor(v) and v.dtype in (torch.float16, torch.bfloat16) else v
@@ -191,13 +198,24 @@ def _parse_roadseg(data: dict[str, Any], path: str | os.PathLike[str]) -> tuple[
             arch_kwargs=dict(data.get("arch_kwargs", {})),
             in_channels=int(data.get("in_channels", 3)),
             normalization=Normalization.from_dict(data["normalization"]),
-            gsd_m=data.get("gsd_m"),
+            gsd_m=None if data.get("gsd_m") is None else float(data["gsd_m"]),
             threshold=float(data.get("threshold", 0.5)),
             meta=dict(data.get("meta", {})),
         )
-        return info, data["state_dict"]
+        state = data["state_dict"]
     except KeyError as exc:
         raise CheckpointError(f"checkpoint '{path}' lacks the key {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint '{path}' has a malformed field: {exc}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint '{path}': state_dict is a {type(state).__name__}, not a mapping")
+    if info.gsd_m is not None and not (math.isfinite(info.gsd_m) and info.gsd_m > 0):
+        raise CheckpointError(f"checkpoint '{path}': gsd_m {info.gsd_m} is not a positive pixel size in metres")
+    if not 0 < info.threshold < 1:
+        raise CheckpointError(f"checkpoint '{path}': threshold {info.threshold} is not a probability in (0, 1)")
+    if info.in_channels < 1:
+        raise CheckpointError(f"checkpoint '{path}': in_channels {info.in_channels} must be >= 1")
+    return info, state
 
 
 # --- official D-LinkNet (zlckanata/DeepGlobe-Road-Extraction-Challenge) -------------------

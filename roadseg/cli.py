@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click import ClickException
 
 from roadseg.errors import InputError, RoadsegError
+from roadseg.io.paths import check_outputs
 
 app = typer.Typer(
     name="roadseg",
@@ -33,7 +36,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-_STATE = {"verbose": False}
+_STATE = {"verbose": False, "terminated": False}
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More messages; tracebacks on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bar.")]
@@ -105,12 +108,6 @@ def info_cmd(
         typer.echo(f"{key:<{width}} {value}")
 
 
-def _check_preview(preview: Path | None) -> None:
-    """Refuse a non-PNG preview before any work is done."""
-    if preview is not None and preview.suffix.lower() != ".png":
-        raise InputError(f"--preview must be a .png file, got '{preview.name}'")
-
-
 def _short(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 100 else text[:97] + "..."
@@ -144,19 +141,17 @@ def predict_cmd(
 
     if out is None and prob_out is None and mask_out is None and preview is None:
         raise InputError("nothing to write: give --out roads.geojson, --prob-out, --mask-out or --preview")
-    _check_preview(preview)
-    if out is not None:
-        from roadseg.vectorize.geo import driver_for
+    check_outputs(
+        {"scene": scene, "--checkpoint": checkpoint},
+        {"--out": (out, "vector"), "--prob-out": (prob_out, "geotiff"), "--mask-out": (mask_out, "geotiff"),
+         "--preview": (preview, "png")},
+    )  # fmt: skip
+    if out is not None:  # fail before inference, not after
+        from roadseg.io.raster import open_raster
+        from roadseg.vectorize.geo import check_placeable
 
-        if driver_for(out) == "GeoJSON":  # fail before inference, not after
-            from roadseg.io.raster import open_raster
-
-            with open_raster(scene) as ds:
-                if ds.crs is None:
-                    raise InputError(
-                        f"'{scene}' has no CRS, so --out GeoJSON (EPSG:4326) cannot place the roads; "
-                        "write --out roads.gpkg (pixel coordinates) or georeference the scene"
-                    )
+        with open_raster(scene) as ds:
+            check_placeable(out, ds.crs, str(scene))
     opts = PredictOptions(
         tta=tta,
         tile_size=tile_size,
@@ -182,7 +177,7 @@ def predict_cmd(
         if preview is not None:
             from roadseg.preview import render_preview
 
-            render_preview(preview, scene=scene, prob=prob_path, lines=vec.geoms if vec else None)
+            render_preview(preview, scene=scene, prob=prob_path, lines=vec.geoms if vec else None, bands=opts.bands)
     if not quiet:
         for p in (prob_out, mask_out):
             if p is not None:
@@ -240,7 +235,7 @@ def vectorize_cmd(
         simplify_m=simplify_m, block_size=block_size, geometry=geometry, pixel_coords=pixel_coords,
         progress=not quiet,
     )  # fmt: skip
-    _check_preview(preview)
+    check_outputs({"raster": raster}, {"--out": (out, "vector"), "--preview": (preview, "png")})
     res = vectorize_raster(raster, out, opts)
     if preview is not None:
         from roadseg.preview import render_preview
@@ -261,6 +256,7 @@ def train_cmd(
     crop_size: Annotated[int | None, typer.Option(help="Training crop side (multiple of 32).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder exactly.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out (its checkpoints are lost).")] = False,
     max_minutes: Annotated[float | None, typer.Option(help="Stop cleanly after this many minutes (resumable).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key.sub=value.")] = None,
     verbose: Verbose = False,
@@ -287,7 +283,7 @@ def train_cmd(
     cfg = load_config(config, overrides)
     if resume is None:
         run_dir = out or Path("runs") / f"{cfg.model.arch}-{_time.strftime('%Y%m%d-%H%M%S')}"
-    row = fit(cfg, run_dir, resume=resume is not None, progress=not quiet)
+    row = fit(cfg, run_dir, resume=resume is not None, overwrite=overwrite, progress=not quiet)
     if not quiet and row:
         _echo(f"run folder {run_dir}: last.pt, best.pt, log.csv")
 
@@ -309,6 +305,7 @@ def evaluate_cmd(
 
     from roadseg.evaluate.tool import evaluate
 
+    check_outputs({"--pred": pred, "--truth": truth}, {"--per-image": (per_image, "csv")})
     res = evaluate(pred, truth, relax_px=relax_px)
     if per_image is not None and res.rows:
         from roadseg.io.atomic import atomic_path
@@ -326,33 +323,67 @@ def evaluate_cmd(
 
 
 INTERRUPTED = "interrupted; no partial output was left behind"
+TERMINATED = "terminated (SIGTERM); no partial output was left behind"
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message as one line; an error re-raised from a DataLoader worker carries the worker's
+    traceback in its text, of which the last line is the message."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and "DataLoader worker" in lines[0]:
+        last = lines[-1]
+        return last.split(": ", 1)[1] if last.startswith("roadseg.errors.") else last
+    return " ".join(lines)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (job schedulers, ``timeout``, torchrun stopping a failed job) unwinds like
+    Ctrl-C, so every temporary file is removed on the way out."""
+    _STATE["terminated"] = True
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> int:
+    if _STATE.get("terminated"):
+        print(TERMINATED, file=sys.stderr)
+        return 143
+    print(INTERRUPTED, file=sys.stderr)
+    return 130
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map errors to one-line messages and exit codes."""
+    _STATE["terminated"] = False
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         rv = app(args=argv, prog_name="roadseg", standalone_mode=False)
         if rv == 130:  # typer turns Ctrl-C into Exit(130) and, not standalone, returns the code
-            print(INTERRUPTED, file=sys.stderr)
+            return _interrupted()
         return rv if isinstance(rv, int) else 0
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except ClickException as exc:
-        exc.show()
+    except ClickException as exc:  # usage errors: one line too, with where to read more
+        ctx = getattr(exc, "ctx", None)
+        where = f"roadseg {ctx.info_name} --help" if ctx is not None and ctx.info_name != "roadseg" else "roadseg --help"
+        print(f"error: {exc.format_message()} (see {where})", file=sys.stderr)
         return int(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+        return _interrupted()
     except RoadsegError as exc:
         if _STATE["verbose"]:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2 if isinstance(exc, InputError) else 1
     except Exception as exc:  # noqa: BLE001 - last resort: one line unless -v
         if _STATE["verbose"]:
             traceback.print_exc()
         print(f"error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run() -> None:

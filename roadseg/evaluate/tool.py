@@ -17,9 +17,9 @@ import numpy as np
 
 from roadseg.errors import InputError
 from roadseg.evaluate.pixel import Confusion, RelaxedCurve
+from roadseg.io.kinds import RoadRasterKind, road_raster_kind
+from roadseg.io.paths import RASTER_SUFFIXES, VECTOR_SUFFIXES
 
-RASTER_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".vrt"}
-VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp"}
 _ID_SUFFIXES = ("_mask", "_sat", "_pred", "_prob", "_osm", "_roads")
 
 
@@ -43,7 +43,7 @@ def sample_id(path: Path) -> str:
     return stem
 
 
-def _files(path: Path, suffixes: set[str], what: str) -> dict[str, Path]:
+def _files(path: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
     if not path.exists():
         raise InputError(f"{what} '{path}' not found")
     if path.is_file():
@@ -54,7 +54,7 @@ def _files(path: Path, suffixes: set[str], what: str) -> dict[str, Path]:
     return files
 
 
-def pair(pred: Path, truth: Path, suffixes: set[str]) -> list[tuple[str, Path, Path]]:
+def pair(pred: Path, truth: Path, suffixes: tuple[str, ...]) -> list[tuple[str, Path, Path]]:
     """Match prediction and truth files by id; any unmatched file is an error."""
     p, t = _files(pred, suffixes, "prediction"), _files(truth, suffixes, "truth")
     if len(p) == 1 and len(t) == 1:
@@ -70,24 +70,21 @@ def pair(pred: Path, truth: Path, suffixes: set[str]) -> list[tuple[str, Path, P
     return [(k, p[k], t[k]) for k in sorted(p)]
 
 
-def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Band 1 and its validity where the raster declares any (nodata value, mask band or alpha:
-    predict writes its no-data as a mask band)."""
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None, RoadRasterKind]:
+    """Band 1, its validity where the raster declares any (nodata value, mask band or alpha:
+    predict writes its no-data as a mask band), and what it holds (io.kinds' one rule)."""
     from roadseg.io.raster import has_invalid_pixels, open_raster
 
     with open_raster(path) as ds:
-        return ds.read(1), (ds.read_masks(1) > 0 if has_invalid_pixels(ds) else None)
+        kind = road_raster_kind(ds)
+        return ds.read(1), (ds.read_masks(1) > 0 if has_invalid_pixels(ds) else None), kind
 
 
-def _to_levels(data: np.ndarray) -> tuple[np.ndarray, bool]:
-    """(uint8 levels 0..255, is_probability): floats 0-1, 0-255 rasters, and 0/1 masks."""
-    if data.dtype.kind == "f":
-        return np.clip(np.rint(data * 255), 0, 255).astype(np.uint8), True
-    vmax = int(data.max()) if data.size else 0
-    if vmax <= 1:
-        return (data > 0).astype(np.uint8) * 255, False
-    values = np.unique(data)
-    return np.clip(data, 0, 255).astype(np.uint8), not np.all(np.isin(values, (0, 255)))
+def _to_levels(data: np.ndarray, kind: RoadRasterKind) -> np.ndarray:
+    """uint8 levels 0..255 of a probability or mask raster."""
+    if kind.scale == 1.0:
+        return np.clip(np.rint(data.astype(np.float32) * 255), 0, 255).astype(np.uint8)
+    return data.astype(np.uint8)
 
 
 def _f1(precision: float, recall: float) -> float:
@@ -102,13 +99,13 @@ def evaluate_rasters(pred: Path, truth: Path, *, relax_px: int = 3, threshold: f
     any_prob = False
     level = int(np.ceil(threshold * 255))
     for sid, pp, tp in pair(pred, truth, RASTER_SUFFIXES):
-        p_raw, p_valid = _read(pp)
-        t_raw, t_valid = _read(tp)
+        p_raw, p_valid, p_kind = _read(pp)
+        t_raw, t_valid, t_kind = _read(tp)
         if p_raw.shape != t_raw.shape:
             raise InputError(f"'{pp.name}' is {p_raw.shape[::-1]} but '{tp.name}' is {t_raw.shape[::-1]} (width x height)")
-        levels, is_prob = _to_levels(p_raw)
-        any_prob |= is_prob
-        t = t_raw >= (128 if t_raw.max() > 1 else 1)
+        levels = _to_levels(p_raw, p_kind)
+        any_prob |= p_kind.is_probability
+        t = t_raw >= 0.5 * t_kind.scale
         valid = None if p_valid is None and t_valid is None else (
             (p_valid if p_valid is not None else True) & (t_valid if t_valid is not None else True)
         )  # fmt: skip
@@ -143,6 +140,12 @@ def _read_lines(path: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - any OGR failure is a bad input file
         raise InputError(f"cannot read vector file '{path}': {str(exc).splitlines()[0]}") from None
     df = df[df.geometry.notna() & ~df.geometry.is_empty]
+    other = sorted(set(df.geom_type) - {"LineString", "MultiLineString"})
+    if other:
+        raise InputError(
+            f"'{path}' holds {', '.join(other)} features; graph metrics compare road centrelines "
+            "(LineString), such as roadseg predict --out writes"
+        )
     if len(df) and df.crs is None:
         raise InputError(f"'{path}' has no CRS; graph metrics need georeferenced lines")
     return df

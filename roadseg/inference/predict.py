@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import queue
 import tempfile
@@ -35,10 +36,12 @@ from roadseg.inference.stitch import StripStitcher
 from roadseg.inference.tiling import TileGrid, check_tiling, plan_tiles
 from roadseg.inference.tta import predict_tta, views
 from roadseg.io.atomic import check_output_path
+from roadseg.io.kinds import KIND_TAG
 from roadseg.io.raster import (
     SceneReader,
     StripWriter,
     has_invalid_pixels,
+    has_valid_pixels,
     open_raster,
     pixel_size_m,
     pixel_sizes_m,
@@ -55,6 +58,10 @@ DEFAULT_OVERLAP = 128
 GDAL_CACHE_MB = 64
 #: Resample when the scene's GSD differs from the model's by more than this fraction.
 GSD_TOLERANCE = 0.10
+#: Resampling limits per side (see _check_resampling): 2.5 m imagery for a 0.8 m model is 3x,
+#: 3 cm drone imagery is 27x smaller.
+MAX_UPSAMPLE = 4
+MAX_DOWNSAMPLE = 40
 
 
 @dataclass(frozen=True)
@@ -180,13 +187,15 @@ def infer_scene(
     stitcher = StripStitcher(grid, sink)
     n_views = len(views(opts.tta))
     non_blocking = device.type == "cuda"
-    bar = tqdm(
-        total=len(grid), unit="tile", disable=not opts.progress, desc="predict", leave=False, dynamic_ncols=True
-    )
     start = time.perf_counter()
     tile_px = opts.tile_size**2
     dtype = amp_dtype(device, device.type == "cuda" if opts.amp is None else opts.amp)
-    with torch.inference_mode(), autocast(device, dtype):
+    with (
+        tqdm(total=len(grid), unit="tile", disable=not opts.progress, desc="predict", leave=False,
+             dynamic_ncols=True) as bar,  # closed, and so cleared, on errors too: the error stays one line
+        torch.inference_mode(),
+        autocast(device, dtype),
+    ):  # fmt: skip
         for batch in _background(_batches(reader, grid, opts.batch_size)):
             x = torch.from_numpy(np.stack([t for _, _, t in batch]))
             if non_blocking:
@@ -202,7 +211,6 @@ def infer_scene(
             elapsed = time.perf_counter() - start
             bar.set_postfix_str(f"{bar.n * tile_px / 1e6 / max(elapsed, 1e-9):.2f} Mpx/s x{n_views} views")
     stitcher.finish()
-    bar.close()
     return len(grid)
 
 
@@ -238,13 +246,17 @@ def predict_raster(
     if opts.prob_dtype not in ("uint8", "float32"):
         raise InputError(f"--prob-dtype must be uint8 or float32, got '{opts.prob_dtype}'")
     views(opts.tta)  # validate early
+    if opts.threshold is not None and not 0 < opts.threshold < 1:
+        raise InputError(f"--threshold must be a probability between 0 and 1, got {opts.threshold}")
+    if opts.gsd not in ("auto", "native"):
+        parse_gsd(opts.gsd)
     device = resolve_device(opts.device)
     if model_and_info is None:
         if checkpoint is None:
             from roadseg.weights import default_checkpoint
 
             checkpoint = default_checkpoint()
-            log.info("using the bundled default model (%s)", checkpoint.name)
+            log.debug("using the bundled default model (%s)", checkpoint.name)
         model, info = load_model(checkpoint)
     else:
         model, info = model_and_info
@@ -262,6 +274,8 @@ def predict_raster(
                 stacklevel=2,
             )
         bands = select_bands(src.count, opts.bands, info.in_channels, str(scene))
+        if not has_valid_pixels(src):
+            raise InputError(f"'{scene}' has no valid pixels: every pixel is nodata (or masked); nothing to predict")
         scene_gsd = pixel_size_m(src)
         sizes = pixel_sizes_m(src)
         target_gsd = _target_gsd(opts.gsd, info.gsd_m, sizes)
@@ -302,21 +316,46 @@ def _target_gsd(mode: str, model_gsd: float | None, sizes: tuple[float, float] |
     if mode == "native":
         return None
     if mode != "auto":
-        try:
-            value = float(mode)
-        except ValueError:
-            raise InputError(f"--gsd must be auto, native or a pixel size in metres; got '{mode}'") from None
-        if value <= 0:
-            raise InputError(f"--gsd must be positive, got {value}")
+        value = parse_gsd(mode)
         if sizes is None:
             raise InputError("--gsd METRES needs a scene with a CRS (its pixel size is unknown otherwise)")
+        _check_resampling(sizes, value, "--gsd")
         return value
     if model_gsd is None or sizes is None:
         return None
     if all(abs(s - model_gsd) / model_gsd <= GSD_TOLERANCE for s in sizes):
         return None
+    _check_resampling(sizes, model_gsd, "the model's GSD")
     log.info("scene pixels %.3f x %.3f m differ from the model's %.3f m: resampling", *sizes, model_gsd)
     return model_gsd
+
+
+def parse_gsd(text: str) -> float:
+    """``--gsd`` as metres: a finite positive number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"--gsd must be auto, native or a pixel size in metres; got '{text}'") from None
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"--gsd must be a positive pixel size in metres (e.g. 0.5), got '{text}'")
+    return value
+
+
+def _check_resampling(sizes: tuple[float, float], target: float, what: str) -> None:
+    """Refuse resampling so extreme that the run would never end or see nothing.
+
+    Enlarging more than ``MAX_UPSAMPLE`` times per side multiplies the work (1000 m pixels
+    at 0.5 m: 4 million times the tiles); shrinking more than ``MAX_DOWNSAMPLE`` times turns
+    roads into sub-pixel lines and the scene into a few pixels.
+    """
+    factor = max(sizes) / target
+    if factor > MAX_UPSAMPLE or factor < 1 / MAX_DOWNSAMPLE:
+        how = f"enlarge it {factor:.3g}x per side" if factor > 1 else f"shrink it {1 / factor:.3g}x per side"
+        raise InputError(
+            f"the scene's pixels are {sizes[0]:.3g} x {sizes[1]:.3g} m and {what} is {target:g} m: resampling "
+            f"would {how} (allowed: {MAX_UPSAMPLE}x larger to {MAX_DOWNSAMPLE}x smaller). Is the scene's CRS "
+            "right? Pass --gsd native to run on the scene's own pixels"
+        )
 
 
 def _open_writers(
@@ -327,11 +366,11 @@ def _open_writers(
     try:
         if prob_out is not None:
             writers["prob"] = StripWriter(
-                prob_out, dtype=prob_dtype, with_mask=with_mask, tags={"ROADSEG_KIND": "probability"}, **common
+                prob_out, dtype=prob_dtype, with_mask=with_mask, tags={KIND_TAG: "probability"}, **common
             )
         if mask_out is not None:
             writers["mask"] = StripWriter(
-                mask_out, dtype="uint8", with_mask=with_mask, tags={"ROADSEG_KIND": "mask"}, **common
+                mask_out, dtype="uint8", with_mask=with_mask, tags={KIND_TAG: "mask"}, **common
             )
     except BaseException:
         for w in writers.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
         )
     if path.is_dir():
         raise InputError(f"output path '{path}' is a folder; expected a file name")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"output folder '{parent}' is not writable; choose another place for '{path.name}'")
     return path
 
 
@@ -42,6 +45,12 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except PermissionError:
+        raise InputError(f"cannot write '{target}': permission denied") from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+            raise InputError(f"cannot write '{target}': {os.strerror(exc.errno)}") from None
+        raise
     finally:
         for leftover in (tmp_path, Path(str(tmp_path) + ".aux.xml")):
             with contextlib.suppress(FileNotFoundError):

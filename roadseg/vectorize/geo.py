@@ -32,6 +32,15 @@ def driver_for(path: str | os.PathLike[str]) -> str:
     return DRIVERS[suffix]
 
 
+def check_placeable(out: str | os.PathLike[str], crs: Any, source: str, *, pixel_coords: bool = False) -> None:
+    """GeoJSON is EPSG:4326 (RFC 7946): a raster without CRS cannot be written to it."""
+    if crs is None and not pixel_coords and driver_for(out) == "GeoJSON":
+        raise InputError(
+            f"'{source}' has no CRS, so a GeoJSON (which must be EPSG:4326) cannot place its roads; "
+            "write .gpkg (pixel coordinates), pass --pixel-coords to vectorize, or georeference it"
+        )
+
+
 def pixel_to_map(geom: Any, transform: Affine) -> Any:
     """Map a geometry in pixel-index coordinates (x=col, y=row) to the scene's CRS."""
     a, b, c, d, e, f = transform[:6]
@@ -92,12 +101,8 @@ def write_vectors(
 
     driver = driver_for(path)
     out_crs = crs
+    check_placeable(path, crs, "the raster", pixel_coords=pixel_coords)
     if driver == "GeoJSON":
-        if crs is None and not pixel_coords:
-            raise InputError(
-                "the raster has no CRS, so GeoJSON (which must be EPSG:4326) cannot place it; "
-                "pass --pixel-coords for pixel coordinates, or georeference the raster"
-            )
         if crs is not None:
             geoms = to_lonlat(geoms, crs)
             out_crs = CRS.from_epsg(4326)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 import warnings
@@ -25,9 +26,17 @@ from tqdm import tqdm
 
 from roadseg.errors import InputError
 from roadseg.io.atomic import check_output_path
+from roadseg.io.kinds import road_raster_kind
 from roadseg.io.raster import has_invalid_pixels, open_raster, pixel_size_m
 from roadseg.vectorize import graph as G
-from roadseg.vectorize.geo import areas_m2, driver_for, lengths_m, pixel_to_map, write_vectors
+from roadseg.vectorize.geo import (
+    areas_m2,
+    check_placeable,
+    driver_for,
+    lengths_m,
+    pixel_to_map,
+    write_vectors,
+)
 from roadseg.vectorize.skeleton import Block, plan_blocks, process_block
 
 log = logging.getLogger(__name__)
@@ -56,6 +65,19 @@ class VectorizeOptions:
     workers: int = 0  # processes for the blocks; 0: one per core (up to the block count)
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not 0 < self.threshold < 1:
+            raise InputError(f"--threshold must be a probability between 0 and 1, got {self.threshold}")
+        for name in ("min_length_m", "spur_length_m", "gap_m", "simplify_m", "hole_area_m2", "blob_area_m2"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"{flag} must be a finite length >= 0, got {value}")
+        if not 0 <= self.gap_angle_deg <= 90:
+            raise InputError(f"gap_angle_deg must be between 0 and 90 degrees, got {self.gap_angle_deg}")
+        if self.pixel_size_m is not None and not (math.isfinite(self.pixel_size_m) and self.pixel_size_m > 0):
+            raise InputError(f"pixel_size_m must be a positive size in metres, got {self.pixel_size_m}")
+
 
 @dataclass(frozen=True)
 class VectorizeResult:
@@ -68,20 +90,6 @@ class VectorizeResult:
     seconds: float
     #: the written geometries in the raster's CRS (for previews)
     geoms: list[Any]
-
-
-def _raster_kind(ds: Any) -> tuple[float, bool]:
-    """(value scale, is_probability): 0/1 masks, 0-255 rasters and 0-1 floats."""
-    if ds.tags().get("ROADSEG_KIND") == "probability":
-        return (1.0 if np.dtype(ds.dtypes[0]).kind == "f" else 255.0), True
-    if np.dtype(ds.dtypes[0]).kind == "f":
-        return 1.0, True
-    vmax = 0
-    for _, win in ds.block_windows(1):
-        vmax = max(vmax, int(ds.read(1, window=win).max()))
-        if vmax > 1:
-            break
-    return (1.0, False) if vmax <= 1 else (255.0, True)
 
 
 @dataclass(frozen=True)
@@ -149,15 +157,12 @@ def vectorize_raster(
     start = time.perf_counter()
     with open_raster(raster) as ds:
         crs = CRS.from_user_input(ds.crs) if ds.crs else None
-        if crs is None and driver_for(out) == "GeoJSON" and not opts.pixel_coords:
-            raise InputError(
-                f"'{raster}' has no CRS, so GeoJSON (which must be EPSG:4326) cannot place it; "
-                "pass --pixel-coords for pixel coordinates, or write .gpkg"
-            )
+        check_placeable(out, crs, str(raster), pixel_coords=opts.pixel_coords)
         gsd = pixel_size_m(ds) or opts.pixel_size_m or 1.0
-        scale, is_prob = _raster_kind(ds)
+        kind = road_raster_kind(ds)
+        scale, is_prob = kind.scale, kind.is_probability
         user_threshold = 0.5 if opts.threshold is None else opts.threshold  # as probability, for messages
-        threshold = user_threshold * scale if is_prob else 0.5
+        threshold = (user_threshold if is_prob else 0.5) * scale
         reader = _BlockReader(str(raster), threshold, has_invalid_pixels(ds))
         blocks = plan_blocks(ds.height, ds.width, opts.block_size, opts.halo)
         px_area = gsd * gsd
@@ -166,10 +171,12 @@ def vectorize_raster(
             min_hole_px=int(opts.hole_area_m2 / px_area), min_blob_px=int(opts.blob_area_m2 / px_area),
             keep_mask=opts.geometry == "polygon",
         )  # fmt: skip
-        bar = tqdm(total=len(blocks), unit="block", desc="vectorize", disable=not opts.progress, leave=False)
         lines: list[np.ndarray] = []
         polygons: list[Any] = []
-        with _block_map(work, blocks, opts.workers) as results:
+        with (
+            tqdm(total=len(blocks), unit="block", desc="vectorize", disable=not opts.progress, leave=False) as bar,
+            _block_map(work, blocks, opts.workers) as results,
+        ):
             for block, (block_lines, core_mask) in zip(blocks, results, strict=True):
                 lines += block_lines
                 if core_mask is not None and core_mask.any():
@@ -180,7 +187,6 @@ def vectorize_raster(
                     ]
                 bar.update(1)
         _close_cached()
-        bar.close()
         shape = (ds.height, ds.width)
         transform = ds.transform
         probs_reader = (lambda xy: _mean_values(ds, xy, scale)) if is_prob else None

@@ -1,0 +1,72 @@
+"""What a command may write: never an input, never another output, always a name of its kind.
+
+Every command calls :func:`check_outputs` before any work, so a slip such as
+``--prob-out scene.tif`` is refused in one line instead of destroying the user's scene.
+Paths are compared after resolving ``..`` and symbolic links; the file suffix sets of the
+project live here too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from roadseg.errors import InputError
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".vrt")
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp")
+#: the suffixes each kind of output may have (its writer picks the format by it)
+OUTPUT_SUFFIXES = {
+    "geotiff": (".tif", ".tiff"),
+    "vector": (".geojson", ".gpkg"),
+    "png": (".png",),
+    "csv": (".csv",),
+}
+_FORMATS = {"geotiff": "a GeoTIFF", "vector": "GeoJSON or GeoPackage", "png": "a PNG picture", "csv": "CSV"}
+
+
+def _real(path: Path) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def check_outputs(
+    inputs: Mapping[str, Path | None],
+    outputs: Mapping[str, tuple[Path | None, str]],
+) -> None:
+    """Refuse outputs that would replace an input or each other, or that have the wrong suffix.
+
+    Args:
+        inputs: option or argument name -> path read by the command (files or folders).
+        outputs: option name -> (path, kind), kind a key of ``OUTPUT_SUFFIXES``.
+    """
+    seen: dict[str, str] = {}
+    real_inputs = {name: _real(p) for name, p in inputs.items() if p is not None}
+    for name, (path, kind) in outputs.items():
+        if path is None:
+            continue
+        allowed = OUTPUT_SUFFIXES[kind]
+        if path.suffix.lower() not in allowed:
+            raise InputError(f"{name} '{path}' must end in {' or '.join(allowed)}: it is written as {_FORMATS[kind]}")
+        real = _real(path)
+        for in_name, in_real in real_inputs.items():
+            if real == in_real:
+                raise InputError(
+                    f"{name} '{path}' is the input {in_name} '{inputs[in_name]}'; roadseg never writes "
+                    "over an input: choose another output name"
+                )
+        if real in seen:
+            raise InputError(f"{seen[real]} and {name} both name '{path}'; give each output its own file")
+        seen[real] = name
+
+
+def check_run_folder(run_dir: Path, data_roots: list[Path]) -> None:
+    """Refuse a training run folder that is, or lies inside, a data folder it reads."""
+    real = Path(_real(run_dir))
+    for root in data_roots:
+        r = Path(_real(root))
+        if real == r or r in real.parents:
+            raise InputError(
+                f"run folder '{run_dir}' is inside the training data folder '{root}'; "
+                "put runs outside the data (e.g. --out runs/my-run)"
+            )

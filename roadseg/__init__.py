@@ -15,7 +15,7 @@ _API = {
     "ModelInfo": "roadseg.checkpoint",
     "load_model": "roadseg.checkpoint",
     "save_model": "roadseg.checkpoint",
-    "create_model": "roadseg.checkpoint",  # build_model: create_model that remembers its kwargs
+    "create_model": "roadseg.models",
     "count_parameters": "roadseg.models",
     "list_models": "roadseg.models",
     "RoadsegError": "roadseg.errors",
@@ -28,6 +28,6 @@ def __getattr__(name: str) -> Any:
     if name not in _API:
         raise AttributeError(f"module 'roadseg' has no attribute '{name}'")
     module = importlib.import_module(_API[name])
-    value = getattr(module, "build_model" if name == "create_model" else name)
+    value = getattr(module, name)
     globals()[name] = value
     return value

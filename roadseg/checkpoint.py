@@ -42,15 +42,6 @@ class ModelInfo:
     source: str = "roadseg"
 
 
-def build_model(arch: str, **arch_kwargs: Any) -> nn.Module:
-    """``create_model`` that remembers its arguments, so ``save_model`` can record them."""
-    model = create_model(arch, **arch_kwargs)
-    kwargs = {k: v for k, v in arch_kwargs.items() if k != "encoder_weights"}
-    model.roadseg_arch = arch  # type: ignore[assignment]
-    model.roadseg_kwargs = kwargs  # type: ignore[assignment]
-    return model
-
-
 def save_model(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -65,16 +56,17 @@ def save_model(
 ) -> Path:
     """Write ``model`` and its metadata to one file, atomically.
 
-    ``arch``/``arch_kwargs`` default to what :func:`build_model` recorded on the model.
+    ``arch``/``arch_kwargs`` default to the model's ``.architecture`` (set by ``create_model``).
     ``meta`` (training config, metrics, ...) must hold plain data. ``extra`` adds top-level
     keys (a training run's optimizer state, for instance) that :func:`load_model` ignores.
     """
-    arch = arch or getattr(model, "roadseg_arch", None)
-    if arch is None:
-        raise CheckpointError("save_model needs arch=...: the model was not built by roadseg")
-    kwargs = dict(arch_kwargs if arch_kwargs is not None else getattr(model, "roadseg_kwargs", {}))
-    kwargs.pop("encoder_weights", None)
     module = model.module if hasattr(model, "module") else model  # DDP / DataParallel
+    built = getattr(module, "architecture", None)
+    arch = arch or (built.name if built is not None else None)
+    if arch is None:
+        raise CheckpointError("save_model needs arch=...: the model was not built by roadseg.create_model")
+    kwargs = dict(arch_kwargs if arch_kwargs is not None else (built.kwargs if built is not None else {}))
+    kwargs.pop("encoder_weights", None)
     payload: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -172,7 +164,7 @@ def load_model(
             f"checkpoint '{path}' holds NaN or infinite weights in {len(bad)} tensor(s) (first: {bad[0]}); "
             "it comes from a diverged run: use an earlier checkpoint"
         )
-    model = build_model(info.arch, **info.arch_kwargs)
+    model = create_model(info.arch, **info.arch_kwargs)
     # weights may be stored in half precision (the bundled model is): compute in float32
     state = {k: v.float() if torch.is_tensor(v) and v.dtype in (torch.float16, torch.bfloat16) else v
              for k, v in state.items()}  # fmt: skip

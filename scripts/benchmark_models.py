@@ -29,9 +29,10 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmark_train import _runner
 
-from roadseg.checkpoint import build_model, save_model
+from roadseg.checkpoint import save_model
 from roadseg.devices import resolve_device
 from roadseg.inference.predict import PredictOptions, predict_raster
+from roadseg.models import create_model
 
 #: name -> JSON model kwargs; the last is the baseline of the ratios.
 DEFAULT_MODELS = ["dlinknet_lite0", 'unet:{"depth": 4, "base_channels": 16}', "dlinknet34"]
@@ -76,7 +77,7 @@ def main() -> None:
         name, _, kw = spec.partition(":")
         kwargs = json.loads(kw) if kw else {}
         label = name if not kwargs else f"{name} {kw}"
-        model = build_model(name, **kwargs)
+        model = create_model(name, **kwargs)
         rows[label] = {"params": sum(p.numel() for p in model.parameters()), "flops": _flops_per_px(model)}
         ckpts[label] = save_model(model, tmp / f"{name}.pt", gsd_m=1.0)
         targs = argparse.Namespace(arch=name, arch_kwargs=json.dumps(kwargs), inference=False, batch_size=args.train_batch,

@@ -48,11 +48,12 @@ def make_scene(path: Path, size: int) -> None:
 def child(args: argparse.Namespace) -> dict:
     import torch
 
-    from roadseg.checkpoint import build_model, save_model
+    from roadseg.checkpoint import save_model
     from roadseg.devices import amp_dtype, autocast, resolve_device
     from roadseg.inference.predict import PredictOptions, predict_raster, prepare_model
     from roadseg.inference.tiling import plan_tiles
     from roadseg.inference.tta import predict_tta
+    from roadseg.models import create_model
     from roadseg.normalization import IMAGENET
 
     size = args.size
@@ -63,7 +64,7 @@ def child(args: argparse.Namespace) -> dict:
         scene = tmp / "scene.tif"
         make_scene(scene, size)
         torch.manual_seed(0)
-        ckpt = save_model(build_model(args.arch, **kwargs), tmp / "m.pt")
+        ckpt = save_model(create_model(args.arch, **kwargs), tmp / "m.pt")
         from roadseg.checkpoint import load_model
 
         model, info = load_model(ckpt)

@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from roadseg.checkpoint import build_model
 from roadseg.devices import amp_dtype, autocast, resolve_device
+from roadseg.models import create_model
 from roadseg.train.loop import Ema
 from roadseg.train.losses import bce_dice_loss
 
@@ -32,7 +32,7 @@ VARIANTS = [("fp32", False, False), ("fp32 channels_last", True, False), ("amp c
 def _runner(args: argparse.Namespace, device: torch.device, cl: bool, amp: bool, ema: bool = False):  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     fmt = torch.channels_last if cl else torch.contiguous_format
-    model = build_model(args.arch, **json.loads(args.arch_kwargs)).to(device).to(memory_format=fmt)
+    model = create_model(args.arch, **json.loads(args.arch_kwargs)).to(device).to(memory_format=fmt)
     model.train(not args.inference)
     opt = torch.optim.Adam(model.parameters(), lr=2e-4)
     dtype = amp_dtype(device, amp)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Pack what an offline GPU machine with PyTorch needs, as wheels of this environment's versions
 # (the tested set) for its Python, into KIT_DIR/wheels:
-#   train    the prepared training data of the default model (scripts/prepare_default_data.py)
+#   train    the prepared training data of the default model (default_model/prepare_data.py)
 #            and albumentations with its needs (training on image folders imports no
-#            rasterio/shapely); about 34 MiB. Then scripts/train_default_gpu.sh runs there.
+#            rasterio/shapely); about 34 MiB. Then default_model/train_gpu.sh runs there.
 #   predict  rasterio and shapely with their needs (about 40 MiB), for predict and
 #            scripts/benchmark_predict.py there (see docs/benchmarks.md).
 # There: python3 -m pip install --no-index --no-deps --target /tmp/site KIT_DIR/wheels/*.whl
@@ -24,7 +24,7 @@ esac
 rm -rf "$kit/data" "$kit/wheels"
 mkdir -p "$kit"
 if [ "$what" = train ]; then
-  python "$here/scripts/prepare_default_data.py" "$kit/data" "$@"
+  python "$here/default_model/prepare_data.py" "$kit/data" "$@"
 fi
 pins=()
 for p in "${pkgs[@]}"; do

@@ -70,6 +70,22 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def varied_checkpoint(tmp_path: Path) -> Path:
+    """A tiny 'unet' whose probabilities spread over 0-1 on ``road_image`` (a random one sits
+    near one value): BatchNorm gains x4, head bias 0."""
+    from roadseg import create_model, save_model
+
+    torch.manual_seed(0)
+    model = create_model("unet", depth=1, base_channels=4)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.mul_(4)
+        model.head.bias.zero_()
+    return save_model(model, tmp_path / "varied.pt", gsd_m=None, threshold=0.5)
+
+
+@pytest.fixture
 def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared/data is not present (a user's clone has no shared/)")

@@ -24,18 +24,22 @@ def test_info(capsys, tiny_checkpoint):
     assert "default.pt" in out and "training GSD" in out
 
 
-def test_predict_cli(tmp_path, scene_path, tiny_checkpoint, capsys):
+def test_predict_cli(tmp_path, scene_path, varied_checkpoint, capsys):
     rc = main(
         [
-            "predict", str(scene_path), "--checkpoint", str(tiny_checkpoint),
+            "predict", str(scene_path), "--checkpoint", str(varied_checkpoint),
             "--prob-out", str(tmp_path / "p.tif"), "--mask-out", str(tmp_path / "m.tif"),
             "--tile-size", "64", "--overlap", "16", "--tta", "flip", "-q",
         ]
     )  # fmt: skip
     assert rc == 0
-    with rasterio.open(tmp_path / "p.tif") as p:
-        assert p.shape == (150, 230) and p.dtypes[0] == "uint8"
-        assert np.isfinite(p.read(1)).all()
+    with rasterio.open(tmp_path / "p.tif") as p, rasterio.open(tmp_path / "m.tif") as m:
+        assert p.shape == m.shape == (150, 230) and p.dtypes[0] == "uint8"
+        assert p.crs == m.crs and p.transform == m.transform  # on the scene's grid
+        prob, mask = p.read(1), m.read(1)
+    assert prob.min() < 50 and prob.max() > 150  # a probability over its range, not a constant
+    # the mask is the probability at 0.5; uint8 rounding may move a pixel on the boundary
+    assert ((prob >= 128) == (mask == 1)).mean() > 0.999
     assert capsys.readouterr().err == ""
 
 
@@ -113,3 +117,67 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, scene_path, tiny_checkpoint, m
     assert rc == 130
     assert capsys.readouterr().err.strip().endswith("interrupted; no partial output was left behind")
     assert not (tmp_path / "p.tif").exists()
+
+
+def _sigterm_self(*args, **kwargs):
+    import os
+    import signal
+    import time
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)  # the handler raises here
+    raise AssertionError("SIGTERM was not handled")
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path, tiny_checkpoint, monkeypatch, capsys):
+    """SIGTERM (schedulers, timeout) mid-run: exit 143, one line, no output and no temporary
+    file, also the resampling stage file predict keeps beside the outputs."""
+    from affine import Affine
+    from conftest import road_image, write_raster
+
+    from roadseg.inference import predict as predict_mod
+
+    scene = write_raster(tmp_path / "in.tif", road_image(64, 64), transform=Affine(2, 0, 500000, 0, -2, 4000000))
+    real = predict_mod.infer_scene
+    seen = []
+
+    def stage_then_term(ds, *args, **kwargs):
+        seen.extend(p.name for p in tmp_path.rglob("*"))  # the resampling stage exists now
+        _sigterm_self()
+        return real(ds, *args, **kwargs)
+
+    monkeypatch.setattr(predict_mod, "infer_scene", stage_then_term)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    rc = main(["predict", str(scene), "--checkpoint", str(tiny_checkpoint), "--gsd", "1", "--prob-out",
+               str(tmp_path / "p.tif"), "--mask-out", str(tmp_path / "m.tif"), "-q"])  # fmt: skip
+    assert rc == 143
+    assert capsys.readouterr().err.strip() == "terminated (SIGTERM); no partial output was left behind"
+    assert "model_grid.tif" in seen
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_sigterm_while_saving_a_checkpoint_leaves_no_part_file(tmp_path, monkeypatch, capsys):
+    """A DDP job whose worker dies is stopped by torchrun with SIGTERM to the others: rank 0
+    may be writing last.pt. The partial file goes, and a first-epoch run leaves no folder."""
+    import torch
+    from test_train import make_deepglobe
+
+    from roadseg import checkpoint as ckpt_mod
+
+    data = make_deepglobe(tmp_path / "dg", n=5)
+    real_save = torch.save
+
+    def partial_save(obj, path, *a, **k):
+        with open(path, "wb") as f:
+            f.write(b"half a checkpoint")
+        _sigterm_self()
+        real_save(obj, path, *a, **k)
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", partial_save)
+    rc = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "2",
+               "--crop-size", "32", "--set", "model.arch=unet", "--set", "model.encoder_weights=null",
+               "--set", "model.kwargs={depth: 1, base_channels: 4}", "--set", "data.num_workers=0", "-q"])  # fmt: skip
+    assert rc == 143
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert not list(tmp_path.rglob("*.part*"))

@@ -25,9 +25,9 @@ def test_autocast_runs_in_the_chosen_dtype():
 
 def test_channels_last_on_cpu_matches_contiguous():
     torch.manual_seed(0)
-    from roadseg.checkpoint import build_model
+    from roadseg.models import create_model
 
-    model = build_model("unet", depth=2, base_channels=8).eval()
+    model = create_model("unet", depth=2, base_channels=8).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
         ref = model(x)

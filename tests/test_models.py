@@ -7,7 +7,7 @@ import torchvision
 
 import roadseg
 from roadseg.errors import InputError, WeightsUnavailableError
-from roadseg.models import count_parameters, create_model, list_models
+from roadseg.models import Architecture, count_parameters, create_model, list_models
 from roadseg.models.encoders import resnet as encoders
 
 # Measured once and pinned: a change to any architecture shows up here.
@@ -168,5 +168,5 @@ def test_missing_encoder_weights_file(tmp_path):
 
 
 def test_public_api():
-    assert roadseg.create_model("linknet18").roadseg_arch == "linknet18"
+    assert roadseg.create_model("linknet18", classes=2).architecture == Architecture("linknet18", {"classes": 2})
     assert callable(roadseg.load_model) and callable(roadseg.save_model)

@@ -168,13 +168,16 @@ def test_interrupt_leaves_nothing(tmp_path, scene_path, monkeypatch):
     assert sorted(tmp_path.iterdir()) == before
 
 
-def test_checkpoint_end_to_end(tmp_path, scene_path, tiny_checkpoint):
+def test_checkpoint_end_to_end(tmp_path, scene_path, varied_checkpoint):
     res = predict_raster(
-        scene_path, checkpoint=tiny_checkpoint, mask_out=tmp_path / "m.tif",
-        options=PredictOptions(tile_size=64, overlap=16, tta="d4", progress=False),
+        scene_path, checkpoint=varied_checkpoint, mask_out=tmp_path / "m.tif", prob_out=tmp_path / "p.tif",
+        options=PredictOptions(tile_size=64, overlap=16, tta="d4", progress=False, prob_dtype="float32"),
     )  # fmt: skip
-    with rasterio.open(res.mask_path) as m:
-        assert set(np.unique(m.read(1))) <= {0, 1}
+    with rasterio.open(res.mask_path) as m, rasterio.open(res.prob_path) as p:
+        mask, prob = m.read(1), p.read(1)
+    assert res.threshold == 0.5
+    assert np.array_equal(mask, (prob >= 0.5).astype(np.uint8))  # the mask is the thresholded probability
+    assert 0 < mask.mean() < 1
 
 
 def test_cpu_amp_stays_close_to_float32(tmp_path, scene_path, tiny_checkpoint):

@@ -1,6 +1,10 @@
+import geopandas as gpd
 import numpy as np
+import pytest
+import rasterio
 import torch
 from PIL import Image
+from scipy import ndimage
 
 import roadseg
 from roadseg.cli import main
@@ -8,17 +12,26 @@ from roadseg.errors import CheckpointError
 from roadseg.weights import default_checkpoint
 
 
-def test_predict_preview_shows_probability_and_lines(tmp_path, scene_path, tiny_checkpoint):
+def test_predict_preview_shows_probability_and_lines(tmp_path, scene_path, varied_checkpoint):
     rc = main(
         [
-            "predict", str(scene_path), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "r.gpkg"),
-            "--preview", str(tmp_path / "p.png"), "--tile-size", "64", "--overlap", "16", "--tta", "none",
-            "--threshold", "0.3", "-q",
+            "predict", str(scene_path), "--checkpoint", str(varied_checkpoint), "--out", str(tmp_path / "r.gpkg"),
+            "--preview", str(tmp_path / "p.png"), "--prob-out", str(tmp_path / "prob.tif"), "--tile-size", "64",
+            "--overlap", "16", "--tta", "none", "-q",
         ]
     )  # fmt: skip
     assert rc == 0
-    img = np.asarray(Image.open(tmp_path / "p.png"))
+    img = np.asarray(Image.open(tmp_path / "p.png")).astype(int)
     assert img.shape == (150, 230, 3)  # small scenes keep their size
+    with rasterio.open(scene_path) as s, rasterio.open(tmp_path / "prob.tif") as p:
+        scene, prob = s.read().transpose(1, 2, 0).astype(int), p.read(1) / 255
+    yellow = (img[..., 0] > 200) & (img[..., 1] > 180) & (img[..., 2] < 80)
+    assert len(gpd.read_file(tmp_path / "r.gpkg")) > 0 and yellow.sum() > 20  # the lines are drawn
+    rest = ~ndimage.binary_dilation(yellow, iterations=2)
+    # elsewhere the scene is tinted red in proportion to the probability (alpha 0.6 * p)
+    expected_red = scene[..., 0] * (1 - 0.6 * prob) + 255 * 0.6 * prob
+    assert np.abs(img[..., 0] - expected_red)[rest].max() <= 2
+    assert prob[rest].std() > 0.1 and (img[..., 0] - scene[..., 0])[rest & (prob > 0.8)].mean() > 40
 
 
 def test_vectorize_preview_draws_lines(tmp_path):
@@ -47,12 +60,16 @@ def test_half_precision_weights_load_as_float32(tmp_path):
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
 
 
+def test_missing_bundled_weights_are_explained(tmp_path, monkeypatch):
+    from roadseg import weights
+
+    monkeypatch.setattr(weights.resources, "files", lambda pkg: tmp_path)
+    with pytest.raises(CheckpointError, match="pass --checkpoint PATH"):
+        default_checkpoint()
+
+
 def test_default_model_is_used_without_checkpoint(tmp_path, scene_path, capsys):
-    try:
-        path = default_checkpoint()
-    except CheckpointError as exc:  # an installation without bundled weights says so clearly
-        assert "pass --checkpoint PATH" in str(exc)
-        return
+    path = default_checkpoint()  # shipped in the package: its absence is a failure here
     _, info = roadseg.load_model(path)
     assert info.gsd_m is not None and info.meta.get("config")
     rc = main(["predict", str(scene_path), "--mask-out", str(tmp_path / "m.tif"), "--tile-size", "256",

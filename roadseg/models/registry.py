@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -51,11 +52,21 @@ def describe_model(name: str) -> str:
     return _DESCRIPTIONS[name]
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """What a checkpoint records to rebuild a model: its registry name and keyword arguments
+    (``encoder_weights`` left out: the checkpoint holds every weight)."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model; it returns logits.
 
     Args:
-        name: one of :func:`list_models`.
+        name: one of :func:`list_models`. The model carries ``.architecture`` (name and
+            kwargs), which :func:`roadseg.save_model` records.
         **kwargs: ``in_channels`` (3), ``classes`` (1), ``encoder_weights`` (None,
             ``"imagenet"``, or a path to a weights file) for encoder-based models: ResNets
             through torchvision's weights API, EfficientNet-Lite from the
@@ -64,9 +75,12 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     if name not in _REGISTRY:
         raise InputError(f"unknown model '{name}'; valid names: {', '.join(list_models())}")
     try:
-        return _REGISTRY[name](**kwargs)
+        model = _REGISTRY[name](**kwargs)
     except TypeError as exc:
         raise InputError(f"bad arguments for model '{name}': {exc}") from None
+    # save_model reads it: one model, one description, wherever the model travels
+    model.architecture = Architecture(name, {k: v for k, v in kwargs.items() if k != "encoder_weights"})
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from roadseg.errors import InputError
 from roadseg.models.blocks import check_input_size, conv_bn_relu
 from roadseg.models.encoders import EncoderWeights, build_encoder
 
@@ -27,9 +28,15 @@ class UNet(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: int = 3, classes: int = 1, depth: int = 4, base_channels: int = 64
-    ) -> None:
+        self, *, in_channels: int = 3, classes: int = 1, depth: int = 4, base_channels: int = 64,
+        encoder_weights: None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
+        if encoder_weights is not None:
+            raise InputError(
+                "the classic U-Net has no pretrained encoder to load; set model.encoder_weights=null, "
+                "or choose an encoder model (dlinknet_lite0, dlinknet34, resunet34)"
+            )
         if depth < 1 or base_channels < 1:
             raise ValueError(f"depth and base_channels must be >= 1, got {depth}, {base_channels}")
         self.size_divisor = 2**depth

@@ -28,12 +28,13 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
 
-from roadseg.checkpoint import build_model, load_model, read_checkpoint, save_model
+from roadseg.checkpoint import load_model, read_checkpoint, save_model
 from roadseg.config import TrainConfig, config_from_dict, save_config, to_dict
 from roadseg.devices import amp_dtype, autocast, channels_last, resolve_device
 from roadseg.errors import InputError, RoadsegError
 from roadseg.evaluate.pixel import Confusion
 from roadseg.io.paths import check_run_folder
+from roadseg.models import create_model
 from roadseg.normalization import IMAGENET, OFFICIAL_DLINKNET, Normalization
 from roadseg.train.dataset import build_datasets, discover
 from roadseg.train.losses import bce_dice_loss
@@ -123,7 +124,7 @@ def _init_from(model: nn.Module, cfg: TrainConfig, norm: Normalization) -> None:
     if not path.is_file():
         raise InputError(f"model.init_checkpoint '{path}' not found; give a checkpoint path or 'default'")
     pretrained, info = load_model(path)
-    built = (model.roadseg_arch, model.roadseg_kwargs)  # type: ignore[attr-defined]
+    built = (model.architecture.name, model.architecture.kwargs)
     if (info.arch, info.arch_kwargs) != built:
         raise InputError(
             f"model.init_checkpoint '{path}' holds {info.arch} {info.arch_kwargs} but the config builds "
@@ -211,7 +212,7 @@ def fit(
     arch_kwargs = dict(cfg.model.kwargs)
     if cfg.model.encoder_weights is not None and not resume:
         arch_kwargs["encoder_weights"] = cfg.model.encoder_weights
-    model = build_model(cfg.model.arch, **arch_kwargs)
+    model = create_model(cfg.model.arch, **arch_kwargs)
     norm = _normalization(cfg, model)
     train_ds, val_ds = build_datasets(cfg.data, norm, cfg.seed)
     divisor = int(getattr(model, "size_divisor", 32))

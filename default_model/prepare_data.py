@@ -14,7 +14,7 @@ Writes ``OUT/images`` and ``OUT/masks`` at 1 m/pixel (the Massachusetts Roads re
 The bundled model is trained without ``--with-geo``: adding these scenes lowered the
 validation scores in a measured run (docs/model_card.md). The SpaceNet Paris chip is left out on purpose: it is the README sample, kept unseen. The data
 stay outside the repository (their licences allow research use, not redistribution).
-Usage: ``python scripts/prepare_default_data.py OUT [--data ../shared/data] [--with-geo]``
+Usage: ``python default_model/prepare_data.py OUT [--data ../shared/data] [--with-geo]``
 """
 
 from __future__ import annotations

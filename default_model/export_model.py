@@ -1,14 +1,16 @@
 """Export a training run's best checkpoint as the bundled default model (fp16 weights).
 
-Usage: ``python scripts/export_default_model.py RUN_DIR [--which best|last] [--out roadseg/weights/default.pt] [--threshold T]``
+Usage: ``python default_model/export_model.py RUN_DIR [--which best|last] [--out roadseg/weights/default.pt] [--threshold T]``
 ``--which last`` exports the final weights (a cosine run ends at its lowest lr) instead of best.pt.
 ``--threshold`` records the operating point ``predict`` uses (e.g. the relaxed breakeven
-threshold measured on the validation images by ``evaluate_default_model.py``).
+threshold measured on the validation images by ``evaluate_model.py``).
 ``--operating-point T`` instead moves the logit layer's bias by log((1-T)/T), so that
 probability 0.5 of the exported model is probability T of the trained one: the probability
 raster, the preview and a plain 0.5 threshold then all show the chosen operating point (a model
 trained on labels that miss many roads ranks well but puts its breakeven far below 0.5).
-Half precision halves the file; ``load_model`` computes in float32.
+``--gsd`` records the ground sample distance predict resamples scenes to (chosen on validation
+by ``evaluate_model.py val --gsd ...``). Half precision halves the file; ``load_model`` computes
+in float32.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
     ap.add_argument("--which", choices=["best", "last"], default="best", help="best.pt (validation IoU) or last.pt")
     ap.add_argument("--threshold", type=float, default=None, help="default: the run's")
     ap.add_argument("--operating-point", type=float, default=None, help="shift the logits so this probability becomes 0.5")
+    ap.add_argument("--gsd", type=float, default=None, help="the GSD (m) predict resamples scenes to; default: the run's")
     args = ap.parse_args()
     model, info = load_model(args.run / f"{args.which}.pt")
     meta = dict(info.meta)
@@ -46,7 +49,7 @@ def main() -> None:
         args.threshold = 0.5
     model.half()
     path = save_model(
-        model, args.out, normalization=info.normalization, gsd_m=info.gsd_m, threshold=info.threshold if args.threshold is None else args.threshold,
+        model, args.out, normalization=info.normalization, gsd_m=args.gsd or info.gsd_m, threshold=info.threshold if args.threshold is None else args.threshold,
         arch=info.arch, arch_kwargs=info.arch_kwargs, **meta,
     )  # fmt: skip
     state = torch.load(path, weights_only=True)["state_dict"]

@@ -22,8 +22,8 @@ import torch
 
 from roadseg.devices import amp_dtype, autocast, resolve_device
 from roadseg.models import create_model
-from roadseg.train.loop import Ema
 from roadseg.train.losses import bce_dice_loss
+from roadseg.train.state import Ema
 
 #: (name, channels_last, mixed precision); the first is the baseline.
 VARIANTS = [("fp32", False, False), ("fp32 channels_last", True, False), ("amp channels_last", True, True)]

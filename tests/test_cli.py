@@ -1,7 +1,6 @@
 import subprocess
 import sys
 
-import numpy as np
 import rasterio
 
 from roadseg.cli import main

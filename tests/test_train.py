@@ -17,7 +17,9 @@ from roadseg.cli import main
 from roadseg.config import load_config
 from roadseg.errors import ConfigError, InputError
 from roadseg.io.raster import pixel_sizes_m
+from roadseg.train import engine as engine_mod
 from roadseg.train import loop as loop_mod
+from roadseg.train import run as run_mod
 from roadseg.train.dataset import discover, split
 from roadseg.train.loop import TrainingDiverged, fit
 
@@ -119,7 +121,7 @@ def test_resume_after_kill_mid_epoch_is_exact(tmp_path, monkeypatch, schedule, e
     # with EMA, both the average (the checkpoint's weights) and the raw weights must come back
     cfg = tiny_cfg(data, epochs=1, checkpoint_every=1, **{"optim.schedule": schedule, "optim.ema_decay": ema})
     fit(cfg, tmp_path / "a", progress=False)
-    real = loop_mod.bce_dice_loss
+    real = engine_mod.bce_dice_loss
     calls = {"n": 0}
 
     def killed_at_step_4(*args, **kwargs):
@@ -128,10 +130,10 @@ def test_resume_after_kill_mid_epoch_is_exact(tmp_path, monkeypatch, schedule, e
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop_mod, "bce_dice_loss", killed_at_step_4)
+    monkeypatch.setattr(engine_mod, "bce_dice_loss", killed_at_step_4)
     with pytest.raises(KeyboardInterrupt):
         fit(cfg, tmp_path / "b", progress=False)
-    monkeypatch.setattr(loop_mod, "bce_dice_loss", real)
+    monkeypatch.setattr(engine_mod, "bce_dice_loss", real)
     state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["train_state"]
     assert (state["epoch"], state["step_in_epoch"]) == (0, 3)
     fit(cfg, tmp_path / "b", resume=True, progress=False)
@@ -154,7 +156,7 @@ def test_ema_weights_are_the_average_that_is_validated_and_saved(tmp_path, monke
             super().update(model)
             seen.append({k: v.clone() for k, v in model.state_dict().items()})
 
-    monkeypatch.setattr(loop_mod, "Ema", Recording)
+    monkeypatch.setattr(run_mod, "Ema", Recording)
     fit(tiny_cfg(data, epochs=1, **{"optim.ema_decay": 0.5}), tmp_path / "run", progress=False)
     w0, w1, w2 = seen
     saved = _weights(tmp_path / "run" / "last.pt")
@@ -219,7 +221,7 @@ def test_amp_on_cpu_trains(tmp_path):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     data = make_deepglobe(tmp_path / "dg", n=5)
     cfg = tiny_cfg(data, epochs=3)
-    real = loop_mod.bce_dice_loss
+    real = engine_mod.bce_dice_loss
     calls = {"n": 0}
 
     def nan_later(*args, **kwargs):
@@ -227,7 +229,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] > 3 else loss  # epoch 1: 2 train + 1 val call
 
-    monkeypatch.setattr(loop_mod, "bce_dice_loss", nan_later)
+    monkeypatch.setattr(engine_mod, "bce_dice_loss", nan_later)
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2"):
         fit(cfg, tmp_path / "run", progress=False)
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["epoch"] == 1
@@ -244,14 +246,26 @@ def test_config_errors(tmp_path):
     bad.write_text("model: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
-    cfg = load_config(Path(__file__).parents[1] / "configs" / "dlinknet34_deepglobe.yaml", ["optim.lr=1e-3"])
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "deepglobe.yaml", ["optim.lr=1e-3"])
     assert cfg.optim.lr == 1e-3 and cfg.model.arch == "dlinknet34" and cfg.data.crop_size == 1024
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize("path", sorted([*(ROOT / "configs").glob("*.yaml"), *(ROOT / "default_model").glob("*.yaml")]),
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")  # fmt: skip
 def test_shipped_configs_load(path):
     cfg = load_config(path)
     roadseg.create_model(cfg.model.arch, **cfg.model.kwargs)
+
+
+@pytest.mark.parametrize("arch", ["linknet34", "resunet34", "dlinknet_lite0"])
+def test_one_deepglobe_config_serves_every_architecture(arch):
+    cfg = load_config(ROOT / "configs" / "deepglobe.yaml", [f"model.arch={arch}"])
+    roadseg.create_model(cfg.model.arch, **cfg.model.kwargs)
+    with pytest.raises(InputError, match="encoder_weights=null"):  # the U-Net has no encoder to load
+        roadseg.create_model("unet", encoder_weights="imagenet")
 
 
 def test_discovery_errors(tmp_path):

@@ -6,6 +6,7 @@ with TTA in batches, blended into row strips and streamed to Cloud-Optimized Geo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -282,11 +283,13 @@ def predict_raster(
         writers = _open_writers(src, prob_out, mask_out, opts.prob_dtype, with_mask=has_invalid_pixels(src))
         try:
             start = time.perf_counter()
-            final_sink = _final_sink(src, writers, threshold, opts.prob_dtype)
-            if target_gsd is None:
-                tiles = infer_scene(src, model, info, bands, final_sink, opts, device)
-            else:
-                tiles = _infer_resampled(src, target_gsd, model, info, bands, final_sink, opts, device, outs[0])
+            with contextlib.ExitStack() as stack:  # the reader owns src: masks read through their own handle
+                mask_ds = stack.enter_context(rasterio.open(src.name)) if has_invalid_pixels(src) else None
+                final_sink = _final_sink(src, writers, threshold, opts.prob_dtype, mask_ds)
+                if target_gsd is None:
+                    tiles = infer_scene(src, model, info, bands, final_sink, opts, device)
+                else:
+                    tiles = _infer_resampled(src, target_gsd, model, info, bands, final_sink, opts, device, outs[0])
             paths = {k: w.close() for k, w in writers.items()}
             seconds = time.perf_counter() - start
         except BaseException:
@@ -380,10 +383,10 @@ def _open_writers(
 
 
 def _final_sink(
-    src: Any, writers: dict[str, StripWriter], threshold: float, prob_dtype: str
+    src: Any, writers: dict[str, StripWriter], threshold: float, prob_dtype: str, mask_ds: Any
 ) -> Callable[[int, np.ndarray], None]:
-    """Mask nodata, quantize and write strips on the scene's grid."""
-    mask_ds = rasterio.open(src.name) if has_invalid_pixels(src) else None  # own handle: the reader owns src
+    """Mask nodata (``mask_ds``: a second handle of the scene, or None), quantize and write
+    strips on the scene's grid."""
 
     def sink(row0: int, probs: np.ndarray) -> None:
         valid = None
@@ -395,8 +398,6 @@ def _final_sink(
             writers["prob"].write(out, valid)
         if "mask" in writers:
             writers["mask"].write((probs >= threshold).astype(np.uint8), valid)
-        if mask_ds is not None and row0 + probs.shape[0] >= src.height:
-            mask_ds.close()
 
     return sink
 

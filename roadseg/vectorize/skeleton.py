@@ -4,7 +4,7 @@ Blocks are read with a halo so thinning and cleanup near a block border see the 
 neighbourhood as in a single pass. Each 8-neighbour pair of skeleton pixels becomes one unit
 segment, produced by the block that holds its first pixel, so the blocks' segments together
 are exactly the scene's pixel graph, with no duplicates and integer coordinates; GEOS's line
-merger then turns them into junction-to-junction lines (``graph.merge_segments``).
+merger then turns them into junction-to-junction lines (``graph.merge_lines``).
 
 This replaces skan's graph builder: as correct on the same skeleton, and it needs no numba
 compilation (skan's costs about 5 s on every start); see docs/benchmarks.md.

@@ -1,0 +1,118 @@
+"""One training epoch and one validation pass of a :class:`~roadseg.train.run.Run`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from roadseg.errors import RoadsegError
+from roadseg.evaluate.pixel import Confusion
+from roadseg.train.losses import bce_dice_loss
+from roadseg.train.run import Run, SkipSampler
+
+
+class TrainingDiverged(RoadsegError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class EpochResult:
+    train_loss: float
+    images: int
+    seconds: float
+    step: int  # steps done in this epoch
+    timed_out: bool
+
+
+def train_epoch(
+    run: Run,
+    epoch: int,
+    *,
+    bar: tqdm,
+    out_of_time: Callable[[], bool],
+    checkpoint: Callable[[int, int], None],
+) -> EpochResult:
+    """Train ``epoch`` (from ``run.start_step`` when it is the resumed one); ``checkpoint(epoch,
+    step)`` is called every ``checkpoint_every`` steps, and the epoch stops early at the
+    step where ``out_of_time()`` says so."""
+    cfg, device = run.cfg, run.device
+    run.train_ds.set_epoch(epoch)
+    run.sampler.set_epoch(epoch)
+    skip = run.start_step if epoch == run.start_epoch else 0
+    loader = DataLoader(run.train_ds, sampler=SkipSampler(run.sampler, skip * cfg.batch_size), **run.loader_kw)
+    run.net.train()
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros(2, device=device)  # (sum of losses, batches)
+    images, step = 0, skip
+    for x, y, v in loader:
+        if step >= run.steps_per_epoch:
+            break
+        x, y, v = (t.to(device, non_blocking=True) for t in (x, y, v))
+        if run.use_cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with run.amp_ctx:
+            logits = run.net(x)
+        loss = bce_dice_loss(logits, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last good "
+                f"checkpoint is {run.run_dir / 'last.pt'}. Lower optim.lr or disable amp and resume"
+            )
+        run.opt.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.opt)
+        run.scaler.update()
+        if cfg.optim.schedule == "cosine":
+            run.sched.step()
+        if run.ema is not None:
+            run.ema.update(run.model)
+        loss_sum += torch.stack([loss.detach(), torch.ones((), device=device)])
+        images += x.shape[0]
+        step += 1
+        run.global_step += 1
+        bar.update(1)
+        if step % 25 == 1:  # .item() waits for the GPU: not every step
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if cfg.checkpoint_every and run.global_step % cfg.checkpoint_every == 0 and step < run.steps_per_epoch:
+            checkpoint(epoch, step)
+        if step < run.steps_per_epoch and out_of_time():
+            return EpochResult(0.0, images, time.perf_counter() - t0, step, True)
+    if run.di.world > 1:
+        dist.all_reduce(loss_sum)
+    return EpochResult(float(loss_sum[0] / loss_sum[1].clamp_min(1)), images, time.perf_counter() - t0, step, False)
+
+
+def validate(net: nn.Module, ds: Any, run: Run) -> dict[str, float]:
+    """Loss, IoU and F1 over whole validation images (summed over images, as DeepGlobe scores)."""
+    cfg, device, di = run.cfg, run.device, run.di
+    net.eval()
+    sampler = DistributedSampler(ds, num_replicas=di.world, rank=di.rank, shuffle=False) if di.world > 1 else None
+    # whole images of any size: one per batch
+    loader = DataLoader(ds, batch_size=1, sampler=sampler, num_workers=cfg.data.num_workers)
+    totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss sum, batches, tp, fp, fn
+    with torch.inference_mode():
+        for x, y, v in loader:
+            x, y, v = (t.to(device) for t in (x, y, v))
+            with run.amp_ctx:
+                logits = net(x)
+            loss = bce_dice_loss(logits, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight)
+            c = Confusion()
+            c.update(
+                (torch.sigmoid(logits.float()) >= cfg.threshold).cpu().numpy(),
+                y.cpu().numpy() > 0.5, v.cpu().numpy() > 0.5,
+            )  # fmt: skip
+            totals += torch.tensor([float(loss), 1.0, c.tp, c.fp, c.fn], dtype=torch.float64, device=device)
+    if di.world > 1:
+        dist.all_reduce(totals)
+    conf = Confusion(int(totals[2]), int(totals[3]), int(totals[4]))
+    return {"val_loss": float(totals[0] / totals[1].clamp_min(1)), "val_iou": conf.iou, "val_f1": conf.f1}
+
+

@@ -153,18 +153,9 @@ def predict_cmd(
         with open_raster(scene) as ds:
             check_placeable(out, ds.crs, str(scene))
     opts = PredictOptions(
-        tta=tta,
-        tile_size=tile_size,
-        overlap=overlap,
-        batch_size=batch_size,
-        device=device,
-        bands=parse_bands(bands),
-        threshold=threshold,
-        gsd=gsd,
-        amp=amp,
-        prob_dtype=prob_dtype,
-        progress=not quiet,
-    )
+        tta=tta, tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, bands=parse_bands(bands),
+        threshold=threshold, gsd=gsd, amp=amp, prob_dtype=prob_dtype, progress=not quiet,
+    )  # fmt: skip
     with _prob_target(prob_out, out or preview) as prob_path:
         result = predict_raster(scene, checkpoint=checkpoint, prob_out=prob_path, mask_out=mask_out, options=opts)
         vec = None
@@ -179,22 +170,24 @@ def predict_cmd(
 
             render_preview(preview, scene=scene, prob=prob_path, lines=vec.geoms if vec else None, bands=opts.bands)
     if not quiet:
-        for p in (prob_out, mask_out):
-            if p is not None:
-                _echo(f"wrote {p}")
-        if vec is not None:
-            _echo(f"wrote {vec.path}: {vec.features} road lines in {vec.components} connected networks")
-        if preview is not None:
-            _echo(f"wrote {preview}")
-        _echo(
-            f"{result.megapixels:.2f} Mpx"
-            + (f" ({result.area_km2:.3g} km²)" if result.area_km2 is not None else "")
-            + f" in {result.seconds:.1f} s ({result.mpx_per_s:.2f} Mpx/s, "
-            + (f"{result.km2_per_h:.3g} km²/h, " if result.km2_per_h is not None else "")
-            + f"{result.tiles} tiles, threshold {result.threshold:g}"
-            + (f", resampled to {result.model_gsd_m:g} m" if result.resampled else "")
-            + ")"
-        )
+        _report_predict(result, vec, [prob_out, mask_out, preview])
+
+
+def _report_predict(result: Any, vec: Any, written: list[Path | None]) -> None:
+    for p in written:
+        if p is not None:
+            _echo(f"wrote {p}")
+    if vec is not None:
+        _echo(f"wrote {vec.path}: {vec.features} road lines in {vec.components} connected networks")
+    _echo(
+        f"{result.megapixels:.2f} Mpx"
+        + (f" ({result.area_km2:.3g} km²)" if result.area_km2 is not None else "")
+        + f" in {result.seconds:.1f} s ({result.mpx_per_s:.2f} Mpx/s, "
+        + (f"{result.km2_per_h:.3g} km²/h, " if result.km2_per_h is not None else "")
+        + f"{result.tiles} tiles, threshold {result.threshold:g}"
+        + (f", resampled to {result.model_gsd_m:g} m" if result.resampled else "")
+        + ")"
+    )
 
 
 @contextlib.contextmanager

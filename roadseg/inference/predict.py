@@ -244,27 +244,11 @@ def predict_raster(
     if prob_out is None and mask_out is None:
         raise InputError("nothing to write: give --prob-out, --mask-out or --out")
     outs = [check_output_path(p) for p in (prob_out, mask_out) if p is not None]
-    if opts.prob_dtype not in ("uint8", "float32"):
-        raise InputError(f"--prob-dtype must be uint8 or float32, got '{opts.prob_dtype}'")
-    views(opts.tta)  # validate early
-    if opts.threshold is not None and not 0 < opts.threshold < 1:
-        raise InputError(f"--threshold must be a probability between 0 and 1, got {opts.threshold}")
-    if opts.gsd not in ("auto", "native"):
-        parse_gsd(opts.gsd)
+    _check_options(opts)
     device = resolve_device(opts.device)
-    if model_and_info is None:
-        if checkpoint is None:
-            from roadseg.weights import default_checkpoint
-
-            checkpoint = default_checkpoint()
-            log.debug("using the bundled default model (%s)", checkpoint.name)
-        model, info = load_model(checkpoint)
-    else:
-        model, info = model_and_info
+    model, info = model_and_info or load_model(checkpoint or _bundled())
     model = prepare_model(model, device)
     threshold = info.threshold if opts.threshold is None else opts.threshold
-    if not 0 < threshold < 1:
-        raise InputError(f"--threshold must be between 0 and 1, got {threshold}")
 
     src = open_raster(scene)
     # GDAL's block cache defaults to 5 % of RAM and fills with scene size: bound it
@@ -308,6 +292,27 @@ def predict_raster(
         scene_gsd_m=scene_gsd,
         resampled=target_gsd is not None,
     )
+
+
+def _check_options(opts: PredictOptions) -> None:
+    """Every option that can be checked before the model and the scene are opened."""
+    if opts.prob_dtype not in ("uint8", "float32"):
+        raise InputError(f"--prob-dtype must be uint8 or float32, got '{opts.prob_dtype}'")
+    views(opts.tta)
+    if opts.threshold is not None and not 0 < opts.threshold < 1:
+        raise InputError(f"--threshold must be a probability between 0 and 1, got {opts.threshold}")
+    if opts.gsd not in ("auto", "native"):
+        parse_gsd(opts.gsd)
+    if opts.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {opts.batch_size}")
+
+
+def _bundled() -> Path:
+    from roadseg.weights import default_checkpoint
+
+    path = default_checkpoint()
+    log.debug("using the bundled default model (%s)", path.name)
+    return path
 
 
 def _target_gsd(mode: str, model_gsd: float | None, sizes: tuple[float, float] | None) -> float | None:

@@ -36,6 +36,7 @@ from roadseg.config import DataConfig, SourceConfig
 from roadseg.errors import InputError
 from roadseg.io.paths import RASTER_SUFFIXES, VECTOR_SUFFIXES
 from roadseg.normalization import Normalization
+from roadseg.train.augment import augment, train_transform
 
 
 @dataclass(frozen=True)
@@ -209,11 +210,7 @@ class RoadDataset(Dataset):
         self.cache_bytes = int(cfg.cache_mb * 2**20) if train and cfg.samples_per_image > 1 else 0
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_bytes = 0
-        self.tf = None
-        if train:
-            from roadseg.train.augment import train_transform
-
-            self.tf = train_transform(cfg.augment, cfg.gray_prob)
+        self.tf = train_transform(cfg.augment, cfg.gray_prob) if train else None
 
     def set_epoch(self, epoch: int) -> None:
         """Change the seeds of crops and augmentations (call before each epoch)."""
@@ -265,8 +262,6 @@ class RoadDataset(Dataset):
         else:  # validation scores whole images, padded to the model's multiple (padding invalid)
             image, mask, valid = _pad_to_multiple(image, mask, valid, self.pad_multiple)
         if self.tf is not None:
-            from roadseg.train.augment import augment
-
             image, mask, valid = augment(self.tf, image, mask, valid, seed)
         x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
         x = self.norm.apply(x)[0]
@@ -349,15 +344,9 @@ class MultiSourceDataset(Dataset):
             self.parts.append(sub)
         self.items = [(k, j) for k, sub in enumerate(self.parts) for j in range(len(sub.samples))]
         self.pad_multiple = 32
-        self.tf = None
-        if train:
-            from roadseg.train.augment import train_transform
+        self.tf = train_transform(cfg.augment, cfg.gray_prob) if train else None
 
-            self.tf = train_transform(cfg.augment, cfg.gray_prob)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Change the seeds of source choice, crops and augmentations (call before each epoch)."""
-        self.epoch = epoch
+    set_epoch = RoadDataset.set_epoch
 
     def __len__(self) -> int:
         return self.cfg.samples_per_epoch if self.train else len(self.items)
@@ -389,8 +378,6 @@ class MultiSourceDataset(Dataset):
                     break
             image, mask, valid = resample(image, mask, valid, size, size)
             assert self.tf is not None
-            from roadseg.train.augment import augment
-
             image, mask, valid = augment(self.tf, image, mask, valid, seed)
         else:
             h, w = mask.shape

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from roadseg.errors import InputError
-from roadseg.models.encoders.base import EncoderSpec, EncoderWeights
+from roadseg.models.encoders.base import EncoderSpec, EncoderWeights, adapt_input_conv, read_state_dict
 from roadseg.normalization import Normalization
 
 #: (repeats, kernel, stride, expand ratio, out channels) of EfficientNet-B0's seven stages.
@@ -161,25 +161,13 @@ class EfficientNetLiteEncoder(EfficientNetLite):
             state = load_lite_weights(name, weights)
             self.load_state_dict({k: v for k, v in state.items() if not k.startswith(("_conv_head", "_bn1.", "_fc"))})
         if in_channels != 3:
-            self._conv_stem = _adapt_stem(self._conv_stem, in_channels, pretrained=weights is not None)
+            stem = self._conv_stem
+            self._conv_stem = adapt_input_conv(  # type: ignore[assignment]
+                stem, in_channels, lambda c: SameConv2d(c, stem.out_channels, 3, 2), pretrained=weights is not None
+            )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
         return self.features(x)
-
-
-def _adapt_stem(conv: SameConv2d, in_channels: int, *, pretrained: bool) -> SameConv2d:
-    """A stem taking ``in_channels``: RGB kernels summed (1 band) or cycled and rescaled."""
-    if in_channels < 1:
-        raise InputError(f"in_channels must be >= 1, got {in_channels}")
-    new = SameConv2d(in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0])
-    if pretrained:
-        with torch.no_grad():
-            w = conv.weight
-            if in_channels == 1:
-                new.weight.copy_(w.sum(dim=1, keepdim=True))
-            else:
-                new.weight.copy_(w[:, torch.arange(in_channels) % 3] * (3.0 / in_channels))
-    return new
 
 
 def _package(name: str) -> str:
@@ -209,13 +197,7 @@ def load_lite_weights(name: str, weights: EncoderWeights) -> dict[str, torch.Ten
                 f"an {name} state_dict (.pth)"
             )
     _check_hash_prefix(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a user-file problem
-        raise InputError(f"cannot read encoder weights '{path}': {exc}") from None
-    if not isinstance(state, dict):
-        raise InputError(f"encoder weights '{path}' hold a {type(state).__name__}, not a state_dict")
-    return state
+    return read_state_dict(path)
 
 
 def _check_hash_prefix(path: Path) -> None:

@@ -18,7 +18,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from roadseg.errors import InputError, WeightsUnavailableError
-from roadseg.models.encoders.base import EncoderSpec, EncoderWeights
+from roadseg.models.encoders.base import EncoderSpec, EncoderWeights, adapt_input_conv, read_state_dict
 from roadseg.normalization import IMAGENET
 
 _RESNETS = {
@@ -58,7 +58,11 @@ class ResNetEncoder(nn.Module):
         if weights is not None:
             self.load_state_dict(_encoder_state_dict(name, weights))
         if in_channels != 3:
-            self.conv1 = _adapt_first_conv(self.conv1, in_channels, pretrained=weights is not None)
+            conv = self.conv1
+            self.conv1 = adapt_input_conv(
+                conv, in_channels, lambda c: nn.Conv2d(c, 64, 7, stride=2, padding=3, bias=False),
+                pretrained=weights is not None,
+            )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         stem = self.relu(self.bn1(self.conv1(x)))
@@ -94,12 +98,7 @@ def _encoder_state_dict(name: str, weights: str | os.PathLike[str]) -> dict[str,
                 "path to a torchvision ResNet state_dict (.pth)"
             )
         verify_torchvision_file(path, tv_weights.url)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a user-file problem
-            raise InputError(f"cannot read encoder weights '{path}': {exc}") from None
-        if not isinstance(state, dict):
-            raise InputError(f"encoder weights '{path}' hold a {type(state).__name__}, not a state_dict")
+        state = read_state_dict(path)
     return {k: v for k, v in state.items() if not k.startswith("fc.")}
 
 
@@ -129,33 +128,6 @@ def verify_torchvision_file(path: Path, url: str) -> None:
             f"{got[: len(prefix)]}, not {prefix}: the file is corrupt or truncated (an interrupted "
             f"download?). Delete it and copy {url} again"
         )
-
-
-def _adapt_first_conv(conv: nn.Conv2d, in_channels: int, *, pretrained: bool) -> nn.Conv2d:
-    """Replace the RGB first conv by one taking ``in_channels``.
-
-    With pretrained weights: one channel gets the sum of the RGB kernels; otherwise channel i
-    copies RGB kernel i % 3, scaled by 3 / in_channels so the activation scale is unchanged.
-    """
-    if in_channels < 1:
-        raise InputError(f"in_channels must be >= 1, got {in_channels}")
-    new = nn.Conv2d(
-        in_channels,
-        conv.out_channels,
-        kernel_size=conv.kernel_size,  # type: ignore[arg-type]
-        stride=conv.stride,  # type: ignore[arg-type]
-        padding=conv.padding,  # type: ignore[arg-type]
-        bias=conv.bias is not None,
-    )
-    if pretrained:
-        with torch.no_grad():
-            w = conv.weight
-            if in_channels == 1:
-                new.weight.copy_(w.sum(dim=1, keepdim=True))
-            else:
-                idx = torch.arange(in_channels) % 3
-                new.weight.copy_(w[:, idx] * (3.0 / in_channels))
-    return new
 
 
 ENCODERS = {

@@ -48,7 +48,13 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled model")
     ap.add_argument("--data", type=Path, default=SHARED)
     ap.add_argument("--tta", default="d4")
-    ap.add_argument("--gsd", type=float, nargs="+", default=None, help="val: model GSDs to try (default: the checkpoint's)")
+    ap.add_argument(
+        "--gsd",
+        type=float,
+        nargs="+",
+        default=None,
+        help="val: model GSDs to try (default: the checkpoint's)",
+    )
     ap.add_argument("--error-maps", action="store_true", help="heldout: write OUT/errors/<id>.png")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +91,9 @@ def validation(args: argparse.Namespace) -> dict:
             levels = np.clip(np.rint(p.numpy() * 255), 0, 255).astype(np.uint8)
             name = val.sources[k].name or f"source{k}"
             for key in (name, "all"):
-                curves.setdefault(key, RelaxedCurve(relax)).update(levels, y[0].numpy() > 0.5, v[0].numpy() > 0.5)
+                curves.setdefault(key, RelaxedCurve(relax)).update(
+                    levels, y[0].numpy() > 0.5, v[0].numpy() > 0.5
+                )
         mpx_s = pixels / seconds / 1e6
         out[f"{gsd:g}"] = {
             **{f"breakeven_{k}": round(c.breakeven(), 4) for k, c in curves.items()},
@@ -104,8 +112,15 @@ def _georeferenced(image: Path, out: Path, gsd: float = 1.0) -> Path:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(image) as src:
             data = src.read([1, 2, 3])
-    profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": 3, "dtype": "uint8",
-               "crs": "EPSG:32619", "transform": Affine(gsd, 0, 300000, 0, -gsd, 4700000)}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32619",
+        "transform": Affine(gsd, 0, 300000, 0, -gsd, 4700000),
+    }
     with rasterio.open(out, "w", **profile) as dst:
         dst.write(data)
     return out
@@ -124,10 +139,15 @@ def heldout(args: argparse.Namespace) -> dict:
         seconds += predict_raster(scene, checkpoint=args.checkpoint, prob_out=prob, options=opts).seconds
         render_preview(args.out / "preview" / f"{image.stem}.png", scene=scene, prob=prob)
         if args.error_maps:
-            error_map(args.out / "errors" / f"{image.stem}.png", image, test / "labels" / f"{image.stem}.jpg", prob)
+            error_map(
+                args.out / "errors" / f"{image.stem}.png", image, test / "labels" / f"{image.stem}.jpg", prob
+            )
     res = evaluate(args.out / "pred", test / "labels", relax_px=3)
-    return {"metrics": {k: round(v, 4) for k, v in res.metrics.items()}, "seconds": round(seconds, 1),
-            "per_tile": {r["id"]: round(r["relaxed_f1"], 3) for r in res.rows}}  # fmt: skip
+    return {
+        "metrics": {k: round(v, 4) for k, v in res.metrics.items()},
+        "seconds": round(seconds, 1),
+        "per_tile": {r["id"]: round(r["relaxed_f1"], 3) for r in res.rows},
+    }
 
 
 def lines(args: argparse.Namespace) -> dict:
@@ -135,11 +155,15 @@ def lines(args: argparse.Namespace) -> dict:
     import geopandas as gpd
 
     scenes = {
-        "paris": (Path(__file__).resolve().parents[1] / "examples" / "paris_spacenet_img1447.tif",
-                  args.data / "spacenet_paris_osm_roads" / "OSMroads_img1447.geojson"),
-        "vegas": (args.data / "spacenet3_roads_vegas" / "scene_pan_solaris" / "road_mask_input.tif",
-                  args.data / "spacenet3_roads_vegas" / "scene_pan_solaris" / "sample_roads_for_masking.geojson"),
-    }  # fmt: skip
+        "paris": (
+            Path(__file__).resolve().parents[1] / "examples" / "paris_spacenet_img1447.tif",
+            args.data / "spacenet_paris_osm_roads" / "OSMroads_img1447.geojson",
+        ),
+        "vegas": (
+            args.data / "spacenet3_roads_vegas" / "scene_pan_solaris" / "road_mask_input.tif",
+            args.data / "spacenet3_roads_vegas" / "scene_pan_solaris" / "sample_roads_for_masking.geojson",
+        ),
+    }
     out = {}
     for name, (scene, labels) in scenes.items():
         from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
@@ -149,7 +173,12 @@ def lines(args: argparse.Namespace) -> dict:
             p.unlink(missing_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = predict_raster(scene, checkpoint=args.checkpoint, prob_out=prob, options=PredictOptions(tta=args.tta, progress=False))
+            res = predict_raster(
+                scene,
+                checkpoint=args.checkpoint,
+                prob_out=prob,
+                options=PredictOptions(tta=args.tta, progress=False),
+            )
             vec = vectorize_raster(prob, roads, VectorizeOptions(threshold=res.threshold, progress=False))
             truth = gpd.read_file(labels)
             pred = gpd.read_file(roads)
@@ -159,9 +188,14 @@ def lines(args: argparse.Namespace) -> dict:
         p = pred.to_crs(utm).geometry.union_all() if len(pred) else None
         recall = 0.0 if p is None else t.intersection(p.buffer(5.0)).length / t.length
         precision = 0.0 if p is None else p.intersection(t.buffer(5.0)).length / max(p.length, 1e-9)
-        out[name] = {"recall_5m": round(recall, 4), "precision_5m": round(precision, 4), "lines": vec.features,
-                     "predicted_km": round(0 if p is None else p.length / 1000, 3), "labelled_km": round(t.length / 1000, 3),
-                     "resampled_to_m": res.model_gsd_m if res.resampled else None}  # fmt: skip
+        out[name] = {
+            "recall_5m": round(recall, 4),
+            "precision_5m": round(precision, 4),
+            "lines": vec.features,
+            "predicted_km": round(0 if p is None else p.length / 1000, 3),
+            "labelled_km": round(t.length / 1000, 3),
+            "resampled_to_m": res.model_gsd_m if res.resampled else None,
+        }
     return out
 
 

@@ -28,11 +28,19 @@ from roadseg.checkpoint import load_model, save_model
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run", type=Path)
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "roadseg" / "weights" / "default.pt")
-    ap.add_argument("--which", choices=["best", "last"], default="best", help="best.pt (validation IoU) or last.pt")
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "roadseg" / "weights" / "default.pt"
+    )
+    ap.add_argument(
+        "--which", choices=["best", "last"], default="best", help="best.pt (validation IoU) or last.pt"
+    )
     ap.add_argument("--threshold", type=float, default=None, help="default: the run's")
-    ap.add_argument("--operating-point", type=float, default=None, help="shift the logits so this probability becomes 0.5")
-    ap.add_argument("--gsd", type=float, default=None, help="the GSD (m) predict resamples scenes to; default: the run's")
+    ap.add_argument(
+        "--operating-point", type=float, default=None, help="shift the logits so this probability becomes 0.5"
+    )
+    ap.add_argument(
+        "--gsd", type=float, default=None, help="the GSD (m) predict resamples scenes to; default: the run's"
+    )
     args = ap.parse_args()
     model, info = load_model(args.run / f"{args.which}.pt")
     meta = dict(info.meta)
@@ -42,16 +50,24 @@ def main() -> None:
         if not 0 < t < 1 or args.threshold is not None:
             ap.error("--operating-point takes a probability in (0, 1) and replaces --threshold")
         shift = math.log((1 - t) / t)
-        head = [m for m in model.head.modules() if isinstance(m, nn.Conv2d)][-1]  # every registry model ends in .head
+        head = [m for m in model.head.modules() if isinstance(m, nn.Conv2d)][
+            -1
+        ]  # every registry model ends in .head
         with torch.no_grad():
             head.bias += shift
         meta["calibration"] = {"operating_point": t, "logit_shift": shift}
         args.threshold = 0.5
     model.half()
     path = save_model(
-        model, args.out, normalization=info.normalization, gsd_m=args.gsd or info.gsd_m, threshold=info.threshold if args.threshold is None else args.threshold,
-        arch=info.arch, arch_kwargs=info.arch_kwargs, **meta,
-    )  # fmt: skip
+        model,
+        args.out,
+        normalization=info.normalization,
+        gsd_m=args.gsd or info.gsd_m,
+        threshold=info.threshold if args.threshold is None else args.threshold,
+        arch=info.arch,
+        arch_kwargs=info.arch_kwargs,
+        **meta,
+    )
     state = torch.load(path, weights_only=True)["state_dict"]
     assert all(v.dtype != torch.float32 for v in state.values() if v.is_floating_point())
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")

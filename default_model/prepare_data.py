@@ -39,12 +39,19 @@ ROAD_WIDTH_M = 7.0  # Massachusetts labels: ~7 px at 1 m
 
 
 def _geo_scene(
-    image: Path, labels: Path, out_image: Path, out_mask: Path, *, layer: str | None = None, query: str | None = None
+    image: Path,
+    labels: Path,
+    out_image: Path,
+    out_mask: Path,
+    *,
+    layer: str | None = None,
+    query: str | None = None,
 ) -> None:
     with rasterio.open(image) as src:
         width, height, transform = resampled_grid(src, TARGET_GSD_M)
-        with WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height,
-                       resampling=Resampling.bilinear) as vrt:  # fmt: skip
+        with WarpedVRT(
+            src, crs=src.crs, transform=transform, width=width, height=height, resampling=Resampling.bilinear
+        ) as vrt:
             bands = [1, 2, 3] if vrt.count >= 3 else [1, 1, 1]
             pixels = vrt.read(bands).transpose(1, 2, 0)
         crs = src.crs
@@ -57,8 +64,12 @@ def _geo_scene(
     if query:
         df = df.query(query)
     geoms = road_shapes(df[df.geometry.notna()], crs, ROAD_WIDTH_M)
-    mask = rasterize([(g, 255) for g in geoms if not g.is_empty], out_shape=(height, width),
-                     transform=transform, dtype="uint8")  # fmt: skip
+    mask = rasterize(
+        [(g, 255) for g in geoms if not g.is_empty],
+        out_shape=(height, width),
+        transform=transform,
+        dtype="uint8",
+    )
     Image.fromarray(pixels).save(out_image)
     Image.fromarray(mask).save(out_mask)
     print(f"{out_image.name}: {width}x{height} px, {np.mean(mask > 0):.1%} road")
@@ -82,7 +93,9 @@ def main() -> None:
         im = Image.open(sat).convert("RGB")
         half = (im.width // 2, im.height // 2)  # 0.5 m -> 1 m
         im.resize(half, Image.Resampling.BOX).save(images / f"dg_{sid}.png")
-        mask = np.asarray(Image.open(sat.with_name(f"{sid}_mask.png")).convert("L").resize(half, Image.Resampling.BOX))
+        mask = np.asarray(
+            Image.open(sat.with_name(f"{sid}_mask.png")).convert("L").resize(half, Image.Resampling.BOX)
+        )
         Image.fromarray(((mask >= 64) * 255).astype(np.uint8)).save(masks / f"dg_{sid}.png")
     if args.with_geo:
         _geo_scenes(args.data, images, masks)
@@ -92,16 +105,31 @@ def main() -> None:
 
 def _geo_scenes(data: Path, images: Path, masks: Path) -> None:
     swell = data / "qgis_training_swellendam_roads"
-    _geo_scene(swell / "3420B_2010_328_RGB_LATLNG.tif", swell / "training_data.gpkg",
-               images / "geo_swellendam.png", masks / "geo_swellendam.png", layer="roads")  # fmt: skip
+    _geo_scene(
+        swell / "3420B_2010_328_RGB_LATLNG.tif",
+        swell / "training_data.gpkg",
+        images / "geo_swellendam.png",
+        masks / "geo_swellendam.png",
+        layer="roads",
+    )
     vegas = data / "spacenet3_roads_vegas" / "scene_pan_solaris"
-    _geo_scene(vegas / "road_mask_input.tif", vegas / "sample_roads_for_masking.geojson",
-               images / "geo_vegas_img99.png", masks / "geo_vegas_img99.png")  # fmt: skip
+    _geo_scene(
+        vegas / "road_mask_input.tif",
+        vegas / "sample_roads_for_masking.geojson",
+        images / "geo_vegas_img99.png",
+        masks / "geo_vegas_img99.png",
+    )
     nb = data / "nrcan_new_brunswick_roads"
     for clip in sorted(nb.glob("23322E759967N_clipped_1m_*.tif")):
         name = f"geo_newbrunswick_{clip.stem.rsplit('_', 1)[1]}.png"
-        _geo_scene(clip, nb / "BakerLake_2017_clipped.gpkg", images / name, masks / name,
-                   layer="BakerLake_2017", query="Quatreclasses == '3'")  # fmt: skip
+        _geo_scene(
+            clip,
+            nb / "BakerLake_2017_clipped.gpkg",
+            images / name,
+            masks / name,
+            layer="BakerLake_2017",
+            query="Quatreclasses == '3'",
+        )
 
 
 if __name__ == "__main__":

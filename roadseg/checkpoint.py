@@ -113,7 +113,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' not found; pass --checkpoint PATH to an existing file")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes); was the download or copy interrupted?")
+        raise CheckpointError(
+            f"checkpoint '{path}' is empty (0 bytes); was the download or copy interrupted?"
+        )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle means an unusable file
@@ -158,7 +160,11 @@ def load_model(
             f"checkpoint '{path}' is not a roadseg checkpoint nor an official D-LinkNet state_dict "
             f"(first keys: {keys})"
         )
-    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = [
+        k
+        for k, v in state.items()
+        if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+    ]
     if bad:
         raise CheckpointError(
             f"checkpoint '{path}' holds NaN or infinite weights in {len(bad)} tensor(s) (first: {bad[0]}); "
@@ -166,8 +172,10 @@ def load_model(
         )
     model = create_model(info.arch, **info.arch_kwargs)
     # weights may be stored in half precision (the bundled model is): compute in float32
-    state = {k: v.float() if torch.is_tensor(v) and v.dtype in (torch.float16, torch.bfloat16) else v
-             for k, v in state.items()}  # fmt: skip
+    state = {
+        k: v.float() if torch.is_tensor(v) and v.dtype in (torch.float16, torch.bfloat16) else v
+        for k, v in state.items()
+    }
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -202,9 +210,13 @@ def _parse_roadseg(data: dict[str, Any], path: str | os.PathLike[str]) -> tuple[
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint '{path}': state_dict is a {type(state).__name__}, not a mapping")
     if info.gsd_m is not None and not (math.isfinite(info.gsd_m) and info.gsd_m > 0):
-        raise CheckpointError(f"checkpoint '{path}': gsd_m {info.gsd_m} is not a positive pixel size in metres")
+        raise CheckpointError(
+            f"checkpoint '{path}': gsd_m {info.gsd_m} is not a positive pixel size in metres"
+        )
     if not 0 < info.threshold < 1:
-        raise CheckpointError(f"checkpoint '{path}': threshold {info.threshold} is not a probability in (0, 1)")
+        raise CheckpointError(
+            f"checkpoint '{path}': threshold {info.threshold} is not a probability in (0, 1)"
+        )
     if info.in_channels < 1:
         raise CheckpointError(f"checkpoint '{path}': in_channels {info.in_channels} must be >= 1")
     return info, state
@@ -222,7 +234,12 @@ _OFFICIAL_RENAMES = [
     (r"^finalconv2\.", "head.2."),
     (r"^finalconv3\.", "head.4."),
 ]
-_BLOCKS_TO_DEPTH = {(2, 2, 2, 2, False): 18, (3, 4, 6, 3, False): 34, (3, 4, 6, 3, True): 50, (3, 4, 23, 3, True): 101}
+_BLOCKS_TO_DEPTH = {
+    (2, 2, 2, 2, False): 18,
+    (3, 4, 6, 3, False): 34,
+    (3, 4, 6, 3, True): 50,
+    (3, 4, 23, 3, True): 101,
+}
 
 
 def _strip_module(key: str) -> str:

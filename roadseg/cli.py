@@ -54,7 +54,9 @@ def _setup(verbose: bool, quiet: bool) -> None:
         warnings.showwarning = _show_warning
 
 
-def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+def _show_warning(
+    message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
@@ -78,7 +80,9 @@ def models_cmd(verbose: Verbose = False, quiet: Quiet = False) -> None:
 def info_cmd(
     checkpoint: Annotated[
         Path | None,
-        typer.Argument(help="A roadseg checkpoint or official D-LinkNet .th file (default: the bundled model)."),
+        typer.Argument(
+            help="A roadseg checkpoint or official D-LinkNet .th file (default: the bundled model)."
+        ),
     ] = None,
     verbose: Verbose = False,
     quiet: Quiet = False,
@@ -117,18 +121,32 @@ def _short(value: Any) -> str:
 def predict_cmd(
     scene: Annotated[Path, typer.Argument(help="Input raster (GeoTIFF, COG, VRT, JPEG, PNG), any size.")],
     out: Annotated[Path | None, typer.Option(help="Road centerlines: .geojson (EPSG:4326) or .gpkg.")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (roadseg or official D-LinkNet .th).")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Model checkpoint (roadseg or official D-LinkNet .th).")
+    ] = None,
     prob_out: Annotated[Path | None, typer.Option(help="Probability raster (COG).")] = None,
     mask_out: Annotated[Path | None, typer.Option(help="Binary road mask raster 0/1 (COG).")] = None,
-    tta: Annotated[str, typer.Option(help="Test-time augmentation: none, flip (4 views), d4 (8 views).")] = "d4",
+    tta: Annotated[
+        str, typer.Option(help="Test-time augmentation: none, flip (4 views), d4 (8 views).")
+    ] = "d4",
     tile_size: Annotated[int, typer.Option(help="Window side in pixels (multiple of 32).")] = 1024,
     overlap: Annotated[int, typer.Option(help="Overlap between windows in pixels (<= tile size / 2).")] = 128,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per batch (each x TTA views).")] = 4,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    bands: Annotated[str | None, typer.Option(help="1-based bands to read, e.g. 3,2,1 (default: first 3).")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Road probability threshold (default: checkpoint's).")] = None,
+    bands: Annotated[
+        str | None, typer.Option(help="1-based bands to read, e.g. 3,2,1 (default: first 3).")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Road probability threshold (default: checkpoint's).")
+    ] = None,
     gsd: Annotated[str, typer.Option(help="auto (resample to the model's GSD), native, or metres.")] = "auto",
-    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (default: on for CUDA; --amp uses bf16 on CPUs that run it natively).")] = None,
+    amp: Annotated[
+        bool | None,
+        typer.Option(
+            "--amp/--no-amp",
+            help="Mixed precision (default: on for CUDA; --amp uses bf16 on CPUs that run it natively).",
+        ),
+    ] = None,
     prob_dtype: Annotated[str, typer.Option(help="uint8 (0-255) or float32 (0-1).")] = "uint8",
     preview: Annotated[Path | None, typer.Option(help="PNG: scene, probability and road lines.")] = None,
     verbose: Verbose = False,
@@ -143,9 +161,13 @@ def predict_cmd(
         raise InputError("nothing to write: give --out roads.geojson, --prob-out, --mask-out or --preview")
     check_outputs(
         {"scene": scene, "--checkpoint": checkpoint},
-        {"--out": (out, "vector"), "--prob-out": (prob_out, "geotiff"), "--mask-out": (mask_out, "geotiff"),
-         "--preview": (preview, "png")},
-    )  # fmt: skip
+        {
+            "--out": (out, "vector"),
+            "--prob-out": (prob_out, "geotiff"),
+            "--mask-out": (mask_out, "geotiff"),
+            "--preview": (preview, "png"),
+        },
+    )
     if out is not None:  # fail before inference, not after
         from roadseg.io.raster import open_raster
         from roadseg.vectorize.geo import check_placeable
@@ -153,11 +175,22 @@ def predict_cmd(
         with open_raster(scene) as ds:
             check_placeable(out, ds.crs, str(scene))
     opts = PredictOptions(
-        tta=tta, tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, bands=parse_bands(bands),
-        threshold=threshold, gsd=gsd, amp=amp, prob_dtype=prob_dtype, progress=not quiet,
-    )  # fmt: skip
+        tta=tta,
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        bands=parse_bands(bands),
+        threshold=threshold,
+        gsd=gsd,
+        amp=amp,
+        prob_dtype=prob_dtype,
+        progress=not quiet,
+    )
     with _prob_target(prob_out, out or preview) as prob_path:
-        result = predict_raster(scene, checkpoint=checkpoint, prob_out=prob_path, mask_out=mask_out, options=opts)
+        result = predict_raster(
+            scene, checkpoint=checkpoint, prob_out=prob_path, mask_out=mask_out, options=opts
+        )
         vec = None
         if out is not None:
             from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
@@ -168,7 +201,9 @@ def predict_cmd(
         if preview is not None:
             from roadseg.preview import render_preview
 
-            render_preview(preview, scene=scene, prob=prob_path, lines=vec.geoms if vec else None, bands=opts.bands)
+            render_preview(
+                preview, scene=scene, prob=prob_path, lines=vec.geoms if vec else None, bands=opts.bands
+            )
     if not quiet:
         _report_predict(result, vec, [prob_out, mask_out, preview])
 
@@ -209,13 +244,19 @@ def vectorize_cmd(
     out: Annotated[Path, typer.Option(help="Output: .geojson (EPSG:4326) or .gpkg (raster's CRS).")],
     threshold: Annotated[float | None, typer.Option(help="Probability threshold 0-1 (default 0.5).")] = None,
     min_length_m: Annotated[float, typer.Option(help="Drop networks shorter than this (m).")] = 20.0,
-    spur_length_m: Annotated[float, typer.Option(help="Prune dead-end branches shorter than this (m).")] = 10.0,
+    spur_length_m: Annotated[
+        float, typer.Option(help="Prune dead-end branches shorter than this (m).")
+    ] = 10.0,
     gap_m: Annotated[float, typer.Option(help="Join aligned dead ends closer than this (m).")] = 15.0,
     simplify_m: Annotated[float, typer.Option(help="Douglas-Peucker tolerance (m); junctions stay.")] = 1.0,
     block_size: Annotated[int, typer.Option(help="Block side in pixels (memory bound).")] = 2048,
     geometry: Annotated[str, typer.Option(help="line (centerline graph) or polygon (road areas).")] = "line",
-    pixel_coords: Annotated[bool, typer.Option(help="Allow a raster without CRS: pixel coordinates.")] = False,
-    preview: Annotated[Path | None, typer.Option(help="PNG: the raster with the road lines drawn over it.")] = None,
+    pixel_coords: Annotated[
+        bool, typer.Option(help="Allow a raster without CRS: pixel coordinates.")
+    ] = False,
+    preview: Annotated[
+        Path | None, typer.Option(help="PNG: the raster with the road lines drawn over it.")
+    ] = None,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
@@ -224,10 +265,16 @@ def vectorize_cmd(
     from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
 
     opts = VectorizeOptions(
-        threshold=threshold, min_length_m=min_length_m, spur_length_m=spur_length_m, gap_m=gap_m,
-        simplify_m=simplify_m, block_size=block_size, geometry=geometry, pixel_coords=pixel_coords,
+        threshold=threshold,
+        min_length_m=min_length_m,
+        spur_length_m=spur_length_m,
+        gap_m=gap_m,
+        simplify_m=simplify_m,
+        block_size=block_size,
+        geometry=geometry,
+        pixel_coords=pixel_coords,
         progress=not quiet,
-    )  # fmt: skip
+    )
     check_outputs({"raster": raster}, {"--out": (out, "vector"), "--preview": (preview, "png")})
     res = vectorize_raster(raster, out, opts)
     if preview is not None:
@@ -236,7 +283,9 @@ def vectorize_cmd(
         render_preview(preview, scene=None, prob=raster, lines=res.geoms if opts.geometry == "line" else None)
     if not quiet:
         total = "" if res.total_length_m is None else f", {res.total_length_m / 1000:.2f} km"
-        _echo(f"wrote {res.path}: {res.features} features in {res.components} networks{total} ({res.seconds:.1f} s)")
+        _echo(
+            f"wrote {res.path}: {res.features} features in {res.components} networks{total} ({res.seconds:.1f} s)"
+        )
 
 
 @app.command("train")
@@ -244,14 +293,22 @@ def train_cmd(
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
     data: Annotated[Path | None, typer.Option(help="Data folder (overrides data.root).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<arch>-<time>).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Total epochs (a resumed run continues up to it).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Total epochs (a resumed run continues up to it).")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size per process.")] = None,
     crop_size: Annotated[int | None, typer.Option(help="Training crop side (multiple of 32).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder exactly.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out (its checkpoints are lost).")] = False,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop cleanly after this many minutes (resumable).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key.sub=value.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the run already in --out (its checkpoints are lost).")
+    ] = False,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop cleanly after this many minutes (resumable).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key: key.sub=value.")
+    ] = None,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
@@ -263,8 +320,14 @@ def train_cmd(
     from roadseg.train.loop import fit
 
     overrides = list(set_ or [])
-    for key, value in (("data.root", data), ("epochs", epochs), ("batch_size", batch_size),
-                       ("data.crop_size", crop_size), ("device", device), ("max_minutes", max_minutes)):  # fmt: skip
+    for key, value in (
+        ("data.root", data),
+        ("epochs", epochs),
+        ("batch_size", batch_size),
+        ("data.crop_size", crop_size),
+        ("device", device),
+        ("max_minutes", max_minutes),
+    ):
         if value is not None:
             overrides.append(f"{key}={value}")
     if resume is not None:
@@ -359,7 +422,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except ClickException as exc:  # usage errors: one line too, with where to read more
         ctx = getattr(exc, "ctx", None)
-        where = f"roadseg {ctx.info_name} --help" if ctx is not None and ctx.info_name != "roadseg" else "roadseg --help"
+        where = (
+            f"roadseg {ctx.info_name} --help"
+            if ctx is not None and ctx.info_name != "roadseg"
+            else "roadseg --help"
+        )
         print(f"error: {exc.format_message()} (see {where})", file=sys.stderr)
         return int(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):

@@ -201,7 +201,9 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"config key '{key}': expected {tp.__name__}, got {value!r}")
     if isinstance(tp, type) and isinstance(value, tp):
         return value
-    raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    raise ConfigError(
+        f"config key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+    )
 
 
 def _type_name(tp: Any) -> str:
@@ -210,7 +212,9 @@ def _type_name(tp: Any) -> str:
 
 def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"config section '{prefix.rstrip('.') or 'top level'}' must be a mapping, got {data!r}")
+        raise ConfigError(
+            f"config section '{prefix.rstrip('.') or 'top level'}' must be a mapping, got {data!r}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
@@ -233,7 +237,9 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Validate a nested dict into a :class:`TrainConfig`."""
     cfg = _build(TrainConfig, data, "")
     if not 0 <= cfg.optim.ema_decay < 1:
-        raise ConfigError(f"config key 'optim.ema_decay': {cfg.optim.ema_decay} is not in [0, 1); try 0.999, or 0 for off")
+        raise ConfigError(
+            f"config key 'optim.ema_decay': {cfg.optim.ema_decay} is not in [0, 1); try 0.999, or 0 for off"
+        )
     _check_numbers(cfg)
     _check_sources(cfg.data)
     return cfg
@@ -275,7 +281,9 @@ def _check_sources(data: DataConfig) -> None:
     if data.gsd_m is None or not data.gsd_m > 0:
         raise ConfigError("config key 'data.gsd_m': data.sources need the model's GSD in metres (e.g. 1.0)")
     if not data.scale_jitter >= 1:
-        raise ConfigError(f"config key 'data.scale_jitter': {data.scale_jitter} must be >= 1 (1: off, 1.25: +-25 %)")
+        raise ConfigError(
+            f"config key 'data.scale_jitter': {data.scale_jitter} must be >= 1 (1: off, 1.25: +-25 %)"
+        )
     if not 0 <= data.gray_prob <= 1:
         raise ConfigError(f"config key 'data.gray_prob': {data.gray_prob} is not a probability in [0, 1]")
     if data.samples_per_epoch < 1:

@@ -41,8 +41,16 @@ DEFAULT_MODELS = ["dlinknet_lite0", 'unet:{"depth": 4, "base_channels": 16}', "d
 def _scene(path: Path, size: int) -> Path:
     rng = np.random.default_rng(0)
     data = rng.integers(0, 255, size=(3, size, size), dtype=np.uint8)
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8",
-               "crs": "EPSG:32633", "transform": Affine(1.0, 0, 500000, 0, -1.0, 4000000), "tiled": True}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32633",
+        "transform": Affine(1.0, 0, 500000, 0, -1.0, 4000000),
+        "tiled": True,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path
@@ -58,7 +66,12 @@ def _flops_per_px(model: torch.nn.Module) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="NAME or NAME:JSON_KWARGS; the last is the baseline")
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=DEFAULT_MODELS,
+        help="NAME or NAME:JSON_KWARGS; the last is the baseline",
+    )
     ap.add_argument("--scene", type=int, default=1536, help="side of the synthetic predict scene (px)")
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=1, help="predict tiles per batch (x 8 views)")
@@ -80,20 +93,38 @@ def main() -> None:
         model = create_model(name, **kwargs)
         rows[label] = {"params": sum(p.numel() for p in model.parameters()), "flops": _flops_per_px(model)}
         ckpts[label] = save_model(model, tmp / f"{name}.pt", gsd_m=1.0)
-        targs = argparse.Namespace(arch=name, arch_kwargs=json.dumps(kwargs), inference=False, batch_size=args.train_batch,
-                                   crop=args.crop, steps=args.steps, warmup=1, ema=0.0)  # fmt: skip
+        targs = argparse.Namespace(
+            arch=name,
+            arch_kwargs=json.dumps(kwargs),
+            inference=False,
+            batch_size=args.train_batch,
+            crop=args.crop,
+            steps=args.steps,
+            warmup=1,
+            ema=0.0,
+        )
         timed, _ = _runner(targs, device, True, True)
         trainers[label] = timed
+
     def predict_rate(label: str, amp: bool) -> float:
-        opts = PredictOptions(tta="d4", tile_size=args.tile, batch_size=args.batch_size, device=str(device),
-                              gsd="native", amp=amp, progress=False)  # fmt: skip
+        opts = PredictOptions(
+            tta="d4",
+            tile_size=args.tile,
+            batch_size=args.batch_size,
+            device=str(device),
+            gsd="native",
+            amp=amp,
+            progress=False,
+        )
         res = predict_raster(scene, checkpoint=ckpts[label], prob_out=tmp / "p.tif", options=opts)
         (tmp / "p.tif").unlink()
         return res.megapixels * 1e6 / res.seconds
 
     for label in rows:  # warm-up: the first pass of each shape builds oneDNN kernels
         predict_rate(label, False), predict_rate(label, True)
-    rates: dict[str, dict[str, list[float]]] = {label: {"train": [], "d4 fp32": [], "d4 amp": []} for label in rows}
+    rates: dict[str, dict[str, list[float]]] = {
+        label: {"train": [], "d4 fp32": [], "d4 amp": []} for label in rows
+    }
     for _ in range(args.rounds):
         for label in rows:
             rates[label]["train"].append(trainers[label]() * args.crop**2)
@@ -101,14 +132,21 @@ def main() -> None:
             rates[label]["d4 amp"].append(predict_rate(label, True))
     base = list(rows)[-1]
     med = {label: {k: statistics.median(v) for k, v in r.items()} for label, r in rates.items()}
-    print(f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads; training {args.crop}² x "
-          f"{args.train_batch}; predict d4 on {args.scene}², tile {args.tile}, batch {args.batch_size}; "
-          f"median of {args.rounds} interleaved rounds; ratios to {base}")  # fmt: skip
-    print(f"{'model':<42}{'params':>9}{'kFLOP/px':>11}{'train Mpx/s':>13}{'d4 fp32 Mpx/s':>15}{'d4 amp Mpx/s':>14}")
+    print(
+        f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads; training {args.crop}² x "
+        f"{args.train_batch}; predict d4 on {args.scene}², tile {args.tile}, batch {args.batch_size}; "
+        f"median of {args.rounds} interleaved rounds; ratios to {base}"
+    )
+    print(
+        f"{'model':<42}{'params':>9}{'kFLOP/px':>11}{'train Mpx/s':>13}{'d4 fp32 Mpx/s':>15}{'d4 amp Mpx/s':>14}"
+    )
     for label, r in rows.items():
         m, b = med[label], med[base]
         cells = [f"{m[k] / 1e6:6.3f} ({m[k] / b[k]:4.2f}x)" for k in ("train", "d4 fp32", "d4 amp")]
-        print(f"{label:<42}{r['params'] / 1e6:8.2f}M{float(r['flops']) / 1e3:10.1f} " + " ".join(f"{c:>14}" for c in cells))
+        print(
+            f"{label:<42}{r['params'] / 1e6:8.2f}M{float(r['flops']) / 1e3:10.1f} "
+            + " ".join(f"{c:>14}" for c in cells)
+        )
 
 
 if __name__ == "__main__":

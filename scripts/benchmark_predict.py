@@ -29,10 +29,18 @@ def make_scene(path: Path, size: int) -> None:
     from rasterio.windows import Window
 
     profile = {
-        "driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8",
-        "crs": "EPSG:32633", "transform": Affine(0.5, 0, 500000, 0, -0.5, 4_000_000),
-        "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate",
-    }  # fmt: skip
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32633",
+        "transform": Affine(0.5, 0, 500000, 0, -0.5, 4_000_000),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+    }
     rng = np.random.default_rng(0)
     noise = rng.integers(40, 90, size=(3, 512, size), dtype=np.uint8)
     with rasterio.open(path, "w", **profile) as dst:
@@ -85,20 +93,34 @@ def child(args: argparse.Namespace) -> dict:
                 done += args.batch
             model_s = (time.perf_counter() - t0) * n_tiles / done
         opts = PredictOptions(
-            tta=args.tta, tile_size=args.tile, overlap=args.overlap, batch_size=args.batch,
-            device=args.device, amp=args.amp, progress=False,
-        )  # fmt: skip
+            tta=args.tta,
+            tile_size=args.tile,
+            overlap=args.overlap,
+            batch_size=args.batch,
+            device=args.device,
+            amp=args.amp,
+            progress=False,
+        )
         t0 = time.perf_counter()
-        predict_raster(scene, checkpoint=None, prob_out=tmp / "prob.tif", mask_out=tmp / "mask.tif",
-                       options=opts, model_and_info=(model, info))  # fmt: skip
+        predict_raster(
+            scene,
+            checkpoint=None,
+            prob_out=tmp / "prob.tif",
+            mask_out=tmp / "mask.tif",
+            options=opts,
+            model_and_info=(model, info),
+        )
         e2e_s = time.perf_counter() - t0
         del p
     mpx = size * size / 1e6
     return {
-        "size": size, "tiles": n_tiles, "model_mpx_s": mpx / model_s, "e2e_mpx_s": mpx / e2e_s,
+        "size": size,
+        "tiles": n_tiles,
+        "model_mpx_s": mpx / model_s,
+        "e2e_mpx_s": mpx / e2e_s,
         "ratio_e2e_over_model": model_s / e2e_s,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -111,9 +133,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--tta", default="none")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                    help="mixed precision (default: predict's default, on for CUDA only)")
-    ap.add_argument("--gsd", type=float, default=0.5, help="pixel size (m) for the km²/h figure (DeepGlobe: 0.5)")
+    ap.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mixed precision (default: predict's default, on for CUDA only)",
+    )
+    ap.add_argument(
+        "--gsd", type=float, default=0.5, help="pixel size (m) for the km²/h figure (DeepGlobe: 0.5)"
+    )
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.size:
@@ -132,8 +160,10 @@ def main() -> None:
             flush=True,
         )
     if len(rows) > 1:
-        print(f"peak RSS ratio {rows[-1]['size']}^2 / {rows[0]['size']}^2: "
-              f"{rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.3f}")  # fmt: skip
+        print(
+            f"peak RSS ratio {rows[-1]['size']}^2 / {rows[0]['size']}^2: "
+            f"{rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -74,7 +74,9 @@ def _runner(args: argparse.Namespace, device: torch.device, cl: bool, amp: bool,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="dlinknet34")
-    ap.add_argument("--arch-kwargs", default='{"encoder_weights": null}', help="JSON keyword arguments for the model")
+    ap.add_argument(
+        "--arch-kwargs", default='{"encoder_weights": null}', help="JSON keyword arguments for the model"
+    )
     ap.add_argument("--crop", type=int, default=1024)
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--steps", type=int, default=3)
@@ -82,7 +84,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the median is reported")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--inference", action="store_true", help="time the forward pass only (eval mode)")
-    ap.add_argument("--ema", type=float, default=0.0, help="add a variant that also updates a weight EMA (optim.ema_decay)")
+    ap.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        help="add a variant that also updates a weight EMA (optim.ema_decay)",
+    )
     args = ap.parse_args()
     device = resolve_device(args.device)
     if device.type == "cuda":
@@ -102,11 +109,15 @@ def main() -> None:
         else f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
     )
     what = "inference" if args.inference else "training"
-    print(f"{what}: {args.arch} {args.crop}^2 batch {args.batch_size} on {device}, median of {args.rounds} rounds ({mem}, all variants)")
+    print(
+        f"{what}: {args.arch} {args.crop}^2 batch {args.batch_size} on {device}, median of {args.rounds} rounds ({mem}, all variants)"
+    )
     base = statistics.median(rates[VARIANTS[0][0]])
     for name, (_, dtype) in runners.items():
         ips = statistics.median(rates[name])
-        label = name if dtype is not None or "amp" not in name else f"{name} (no native low precision: float32)"
+        label = (
+            name if dtype is not None or "amp" not in name else f"{name} (no native low precision: float32)"
+        )
         print(f"  {label:<40} {ips:8.2f} images/s  {ips / base:5.2f}x")
 
 

@@ -69,12 +69,20 @@ def write_mask(path: Path, lines: list, size: int) -> None:
     from affine import Affine
     from rasterio.features import rasterize
 
-    mask = rasterize([(g.buffer(ROAD_WIDTH_M / GSD / 2), 1) for g in lines], out_shape=(size, size), dtype="uint8")
+    mask = rasterize(
+        [(g.buffer(ROAD_WIDTH_M / GSD / 2), 1) for g in lines], out_shape=(size, size), dtype="uint8"
+    )
     profile = {
-        "driver": "GTiff", "width": size, "height": size, "count": 1, "dtype": "uint8", "crs": "EPSG:32611",
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": "EPSG:32611",
         "transform": Affine(GSD, 0, 600000, 0, -GSD, 4000000 + size * GSD),
-        "tiled": True, "compress": "deflate",
-    }  # fmt: skip
+        "tiled": True,
+        "compress": "deflate",
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(mask, 1)
 
@@ -137,11 +145,12 @@ def score(lines: list, truth: list) -> dict:
 
     g_out = graph_of(lines)
     return {
-        "precision": precision, "recall": recall,
+        "precision": precision,
+        "recall": recall,
         "components": nx.number_connected_components(g_out),
         "dead_ends": sum(1 for n in g_out if g_out.degree(n) == 1),
         "length_km": float(sum(g.length for g in lines) * GSD / 1000),
-    }  # fmt: skip
+    }
 
 
 def child(method: str, mask_path: Path, truth_path: Path) -> dict:
@@ -152,8 +161,10 @@ def child(method: str, mask_path: Path, truth_path: Path) -> dict:
         lines = run_baseline(mask_path) if method == "baseline" else run_roadseg(mask_path, Path(tmp))
         seconds = time.perf_counter() - t0
     # the main process plus the largest worker process (roadseg runs blocks in a pool)
-    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024  # fmt: skip
+    peak = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    ) / 1024
     truth = pickle.loads(truth_path.read_bytes())
     return {"method": method, "seconds": seconds, "peak_rss_mib": peak, **score(lines, truth)}
 
@@ -179,12 +190,18 @@ def main() -> None:
         write_mask(tmp / "mask.tif", truth, args.size)
         (tmp / "truth.pkl").write_bytes(pickle.dumps(truth))
         ref = score(truth, truth)
-        print(f"scene {args.size}^2 at {GSD} m: source {ref['length_km']:.1f} km of centrelines, "
-              f"{ref['components']} networks, {ref['dead_ends']} dead ends")  # fmt: skip
+        print(
+            f"scene {args.size}^2 at {GSD} m: source {ref['length_km']:.1f} km of centrelines, "
+            f"{ref['components']} networks, {ref['dead_ends']} dead ends"
+        )
         rows = {}
         for method in ("baseline", "roadseg"):
             cmd = [sys.executable, __file__, "--child", method, str(tmp / "mask.tif"), str(tmp / "truth.pkl")]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            out = (
+                subprocess.run(cmd, capture_output=True, text=True, check=True)
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             r = rows[method] = json.loads(out)
             print(
                 f"{method:<9} {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mib']:6.0f} MiB  "
@@ -193,8 +210,10 @@ def main() -> None:
                 flush=True,
             )
         b, o = rows["baseline"], rows["roadseg"]
-        print(f"speed-up roadseg vs baseline: {b['seconds'] / o['seconds']:.2f}x; "
-              f"peak RSS ratio {o['peak_rss_mib'] / b['peak_rss_mib']:.2f}")  # fmt: skip
+        print(
+            f"speed-up roadseg vs baseline: {b['seconds'] / o['seconds']:.2f}x; "
+            f"peak RSS ratio {o['peak_rss_mib'] / b['peak_rss_mib']:.2f}"
+        )
         del shapely
 
 

@@ -34,7 +34,9 @@ def ws(tmp_path_factory) -> Path:
     write_raster(d / "in" / "scene.tif", road_image(96, 96), transform=GEO)
     (d / "link.tif").symlink_to(d / "in" / "scene.tif")
     write_raster(d / "plain.tif", road_image(64, 64), crs=None, transform=Affine(1, 0, 0, 0, 1, 0))
-    write_raster(d / "scene16.tif", (np.arange(3 * 64 * 64).reshape(3, 64, 64) * 7).astype(np.uint16), transform=GEO)
+    write_raster(
+        d / "scene16.tif", (np.arange(3 * 64 * 64).reshape(3, 64, 64) * 7).astype(np.uint16), transform=GEO
+    )
     write_raster(d / "twoband.tif", road_image(64, 64)[:2], transform=GEO)
     write_raster(d / "coarse.tif", road_image(64, 64), transform=Affine(1000, 0, 500000, 0, -1000, 4000000))
     write_raster(d / "fine.tif", road_image(64, 64), transform=Affine(0.001, 0, 500000, 0, -0.001, 4000000))
@@ -53,9 +55,9 @@ def ws(tmp_path_factory) -> Path:
     line = LineString([(500000, 3999990), (500040, 3999990)])
     gpd.GeoDataFrame(geometry=[line], crs=crs).to_file(d / "lines.geojson")
     gpd.GeoDataFrame(geometry=[Point(500010, 3999990)], crs=crs).to_file(d / "points.geojson")
-    gpd.GeoDataFrame(geometry=[Polygon([(500000, 3999990), (500010, 3999990), (500010, 3999980)])], crs=crs).to_file(
-        d / "polys.geojson"
-    )
+    gpd.GeoDataFrame(
+        geometry=[Polygon([(500000, 3999990), (500010, 3999990), (500010, 3999980)])], crs=crs
+    ).to_file(d / "polys.geojson")
     torch.manual_seed(0)
     model = create_model("unet", depth=1, base_channels=4)
     save_model(model, d / "tiny.pt", gsd_m=0.5)
@@ -85,91 +87,383 @@ def ws(tmp_path_factory) -> Path:
 
 
 def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 TINY = ["--checkpoint", "{ws}/tiny.pt"]
-TRAIN = ["train", "--data", "{ws}/dg", "--set", "model.arch=unet", "--set", "model.encoder_weights=null",
-         "--set", "model.kwargs={{depth: 1, base_channels: 4}}", "--set", "data.crop_size=32",
-         "--set", "data.num_workers=0", "--set", "data.val_fraction=0", "--epochs", "1", "--batch-size", "2"]  # fmt: skip
+TRAIN = [
+    "train",
+    "--data",
+    "{ws}/dg",
+    "--set",
+    "model.arch=unet",
+    "--set",
+    "model.encoder_weights=null",
+    "--set",
+    "model.kwargs={{depth: 1, base_channels: 4}}",
+    "--set",
+    "data.crop_size=32",
+    "--set",
+    "data.num_workers=0",
+    "--set",
+    "data.val_fraction=0",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "2",
+]
 
 #: (id, argv, exit code, text the one-line message must contain: the file or option at fault)
 CASES = [
     # predict: outputs that would destroy an input or each other
-    ("predict-prob-over-scene", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/in/scene.tif"], 2, "--prob-out"),
-    ("predict-mask-over-scene-dotdot", ["predict", "{ws}/in/scene.tif", *TINY, "--mask-out", "{ws}/in/../in/scene.tif"], 2, "never writes over an input"),
-    ("predict-preview-over-scene", ["predict", "{ws}/photo.png", *TINY, "--preview", "{ws}/photo.png"], 2, "--preview"),
-    ("predict-prob-equals-mask", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/o.tif", "--mask-out", "{ws}/o.tif"], 2, "--mask-out"),
-    ("predict-prob-over-checkpoint", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/tiny.pt"], 2, "--prob-out"),
-    ("predict-mask-over-scene-symlink", ["predict", "{ws}/in/scene.tif", *TINY, "--mask-out", "{ws}/link.tif"], 2, "--mask-out"),
+    (
+        "predict-prob-over-scene",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/in/scene.tif"],
+        2,
+        "--prob-out",
+    ),
+    (
+        "predict-mask-over-scene-dotdot",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--mask-out", "{ws}/in/../in/scene.tif"],
+        2,
+        "never writes over an input",
+    ),
+    (
+        "predict-preview-over-scene",
+        ["predict", "{ws}/photo.png", *TINY, "--preview", "{ws}/photo.png"],
+        2,
+        "--preview",
+    ),
+    (
+        "predict-prob-equals-mask",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/o.tif", "--mask-out", "{ws}/o.tif"],
+        2,
+        "--mask-out",
+    ),
+    (
+        "predict-prob-over-checkpoint",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/tiny.pt"],
+        2,
+        "--prob-out",
+    ),
+    (
+        "predict-mask-over-scene-symlink",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--mask-out", "{ws}/link.tif"],
+        2,
+        "--mask-out",
+    ),
     # predict: output names that do not match the format
-    ("predict-prob-jpg", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.jpg"], 2, "--prob-out"),
-    ("predict-mask-png", ["predict", "{ws}/in/scene.tif", *TINY, "--mask-out", "{ws}/m.png"], 2, "--mask-out"),
+    (
+        "predict-prob-jpg",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.jpg"],
+        2,
+        "--prob-out",
+    ),
+    (
+        "predict-mask-png",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--mask-out", "{ws}/m.png"],
+        2,
+        "--mask-out",
+    ),
     ("predict-out-shp", ["predict", "{ws}/in/scene.tif", *TINY, "--out", "{ws}/r.shp"], 2, "--out"),
-    ("predict-preview-jpg", ["predict", "{ws}/in/scene.tif", *TINY, "--preview", "{ws}/p.jpg"], 2, "--preview"),
+    (
+        "predict-preview-jpg",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--preview", "{ws}/p.jpg"],
+        2,
+        "--preview",
+    ),
     ("predict-nothing-to-write", ["predict", "{ws}/in/scene.tif", *TINY], 2, "nothing to write"),
-    ("predict-missing-folder", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/nope/p.tif"], 2, "nope"),
-    ("predict-out-is-folder", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/in.tif", "--mask-out", "{ws}/run"], 2, "--mask-out"),
+    (
+        "predict-missing-folder",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/nope/p.tif"],
+        2,
+        "nope",
+    ),
+    (
+        "predict-out-is-folder",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/in.tif", "--mask-out", "{ws}/run"],
+        2,
+        "--mask-out",
+    ),
     # predict: scenes
     ("predict-missing-scene", ["predict", "{ws}/nope.tif", *TINY, "--prob-out", "{ws}/p.tif"], 2, "nope.tif"),
     ("predict-scene-folder", ["predict", "{ws}/in", *TINY, "--prob-out", "{ws}/p.tif"], 2, "is a folder"),
-    ("predict-not-a-raster", ["predict", "{ws}/notraster.tif", *TINY, "--prob-out", "{ws}/p.tif"], 2, "notraster.tif"),
+    (
+        "predict-not-a-raster",
+        ["predict", "{ws}/notraster.tif", *TINY, "--prob-out", "{ws}/p.tif"],
+        2,
+        "notraster.tif",
+    ),
     ("predict-truncated", ["predict", "{ws}/trunc.tif", *TINY, "--prob-out", "{ws}/p.tif"], 2, "trunc.tif"),
-    ("predict-two-bands", ["predict", "{ws}/twoband.tif", *TINY, "--prob-out", "{ws}/p.tif"], 2, "twoband.tif"),
-    ("predict-all-nodata", ["predict", "{ws}/nodata.tif", *TINY, "--prob-out", "{ws}/p.tif"], 2, "no valid pixels"),
-    ("predict-geojson-no-crs", ["predict", "{ws}/plain.tif", *TINY, "--out", "{ws}/r.geojson"], 2, "plain.tif"),
-    ("predict-1000m-pixels", ["predict", "{ws}/coarse.tif", *TINY, "--prob-out", "{ws}/p.tif"], 2, "--gsd native"),
-    ("predict-1mm-pixels", ["predict", "{ws}/fine.tif", *TINY, "--prob-out", "{ws}/p.tif"], 2, "--gsd native"),
+    (
+        "predict-two-bands",
+        ["predict", "{ws}/twoband.tif", *TINY, "--prob-out", "{ws}/p.tif"],
+        2,
+        "twoband.tif",
+    ),
+    (
+        "predict-all-nodata",
+        ["predict", "{ws}/nodata.tif", *TINY, "--prob-out", "{ws}/p.tif"],
+        2,
+        "no valid pixels",
+    ),
+    (
+        "predict-geojson-no-crs",
+        ["predict", "{ws}/plain.tif", *TINY, "--out", "{ws}/r.geojson"],
+        2,
+        "plain.tif",
+    ),
+    (
+        "predict-1000m-pixels",
+        ["predict", "{ws}/coarse.tif", *TINY, "--prob-out", "{ws}/p.tif"],
+        2,
+        "--gsd native",
+    ),
+    (
+        "predict-1mm-pixels",
+        ["predict", "{ws}/fine.tif", *TINY, "--prob-out", "{ws}/p.tif"],
+        2,
+        "--gsd native",
+    ),
     # predict: numbers
-    ("predict-gsd-nan", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "nan"], 2, "--gsd"),
-    ("predict-gsd-inf", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "inf"], 2, "--gsd"),
-    ("predict-gsd-zero", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "0"], 2, "--gsd"),
-    ("predict-gsd-negative", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "-1"], 2, "--gsd"),
-    ("predict-gsd-word", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "fine"], 2, "--gsd"),
-    ("predict-gsd-tiny", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "0.001"], 2, "--gsd"),
-    ("predict-gsd-huge", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "100"], 2, "--gsd"),
-    ("predict-threshold-high", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--threshold", "1.5"], 2, "--threshold"),
-    ("predict-threshold-zero", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--threshold", "0"], 2, "--threshold"),
-    ("predict-threshold-nan", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--threshold", "nan"], 2, "--threshold"),
-    ("predict-tta", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--tta", "all"], 2, "--tta"),
-    ("predict-tile", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--tile-size", "-64"], 2, "--tile-size"),
-    ("predict-overlap", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--overlap", "900"], 2, "--overlap"),
-    ("predict-batch", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--batch-size", "0"], 2, "--batch-size"),
-    ("predict-bands-range", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--bands", "1,2,5"], 2, "band"),
-    ("predict-bands-words", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--bands", "r,g,b"], 2, "--bands"),
-    ("predict-prob-dtype", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--prob-dtype", "int16"], 2, "--prob-dtype"),
-    ("predict-device", ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--device", "tpu"], 2, "--device"),
+    (
+        "predict-gsd-nan",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "nan"],
+        2,
+        "--gsd",
+    ),
+    (
+        "predict-gsd-inf",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "inf"],
+        2,
+        "--gsd",
+    ),
+    (
+        "predict-gsd-zero",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "0"],
+        2,
+        "--gsd",
+    ),
+    (
+        "predict-gsd-negative",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "-1"],
+        2,
+        "--gsd",
+    ),
+    (
+        "predict-gsd-word",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "fine"],
+        2,
+        "--gsd",
+    ),
+    (
+        "predict-gsd-tiny",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "0.001"],
+        2,
+        "--gsd",
+    ),
+    (
+        "predict-gsd-huge",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--gsd", "100"],
+        2,
+        "--gsd",
+    ),
+    (
+        "predict-threshold-high",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--threshold", "1.5"],
+        2,
+        "--threshold",
+    ),
+    (
+        "predict-threshold-zero",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--threshold", "0"],
+        2,
+        "--threshold",
+    ),
+    (
+        "predict-threshold-nan",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--threshold", "nan"],
+        2,
+        "--threshold",
+    ),
+    (
+        "predict-tta",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--tta", "all"],
+        2,
+        "--tta",
+    ),
+    (
+        "predict-tile",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--tile-size", "-64"],
+        2,
+        "--tile-size",
+    ),
+    (
+        "predict-overlap",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--overlap", "900"],
+        2,
+        "--overlap",
+    ),
+    (
+        "predict-batch",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--batch-size", "0"],
+        2,
+        "--batch-size",
+    ),
+    (
+        "predict-bands-range",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--bands", "1,2,5"],
+        2,
+        "band",
+    ),
+    (
+        "predict-bands-words",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--bands", "r,g,b"],
+        2,
+        "--bands",
+    ),
+    (
+        "predict-prob-dtype",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--prob-dtype", "int16"],
+        2,
+        "--prob-dtype",
+    ),
+    (
+        "predict-device",
+        ["predict", "{ws}/in/scene.tif", *TINY, "--prob-out", "{ws}/p.tif", "--device", "tpu"],
+        2,
+        "--device",
+    ),
     # predict: checkpoints
-    ("predict-ckpt-missing", ["predict", "{ws}/in/scene.tif", "--checkpoint", "{ws}/nope.pt", "--prob-out", "{ws}/p.tif"], 2, "nope.pt"),
-    ("predict-ckpt-random", ["predict", "{ws}/in/scene.tif", "--checkpoint", "{ws}/random.pt", "--prob-out", "{ws}/p.tif"], 2, "random.pt"),
-    ("predict-ckpt-nan", ["predict", "{ws}/in/scene.tif", "--checkpoint", "{ws}/nan.pt", "--prob-out", "{ws}/p.tif"], 2, "NaN"),
-    ("predict-ckpt-threshold", ["predict", "{ws}/in/scene.tif", "--checkpoint", "{ws}/badthr.pt", "--prob-out", "{ws}/p.tif"], 2, "badthr.pt"),
-    ("predict-ckpt-is-scene", ["predict", "{ws}/in/scene.tif", "--checkpoint", "{ws}/in/scene.tif", "--prob-out", "{ws}/p.tif"], 2, "scene.tif"),
+    (
+        "predict-ckpt-missing",
+        ["predict", "{ws}/in/scene.tif", "--checkpoint", "{ws}/nope.pt", "--prob-out", "{ws}/p.tif"],
+        2,
+        "nope.pt",
+    ),
+    (
+        "predict-ckpt-random",
+        ["predict", "{ws}/in/scene.tif", "--checkpoint", "{ws}/random.pt", "--prob-out", "{ws}/p.tif"],
+        2,
+        "random.pt",
+    ),
+    (
+        "predict-ckpt-nan",
+        ["predict", "{ws}/in/scene.tif", "--checkpoint", "{ws}/nan.pt", "--prob-out", "{ws}/p.tif"],
+        2,
+        "NaN",
+    ),
+    (
+        "predict-ckpt-threshold",
+        ["predict", "{ws}/in/scene.tif", "--checkpoint", "{ws}/badthr.pt", "--prob-out", "{ws}/p.tif"],
+        2,
+        "badthr.pt",
+    ),
+    (
+        "predict-ckpt-is-scene",
+        ["predict", "{ws}/in/scene.tif", "--checkpoint", "{ws}/in/scene.tif", "--prob-out", "{ws}/p.tif"],
+        2,
+        "scene.tif",
+    ),
     # vectorize
     ("vectorize-photo", ["vectorize", "{ws}/photo.png", "--out", "{ws}/r.gpkg"], 2, "photo.png"),
     ("vectorize-16bit-scene", ["vectorize", "{ws}/scene16.tif", "--out", "{ws}/r.gpkg"], 2, "scene16.tif"),
     ("vectorize-hot-floats", ["vectorize", "{ws}/hot.tif", "--out", "{ws}/r.gpkg"], 2, "hot.tif"),
     ("vectorize-all-nodata", ["vectorize", "{ws}/allnd.tif", "--out", "{ws}/r.gpkg"], 2, "allnd.tif"),
-    ("vectorize-threshold-high", ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--threshold", "1.5"], 2, "--threshold"),
-    ("vectorize-threshold-negative", ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--threshold", "-0.1"], 2, "--threshold"),
-    ("vectorize-min-length-negative", ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--min-length-m", "-5"], 2, "--min-length-m"),
-    ("vectorize-gap-nan", ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--gap-m", "nan"], 2, "--gap-m"),
-    ("vectorize-spur-inf", ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--spur-length-m", "inf"], 2, "--spur-length-m"),
-    ("vectorize-simplify-negative", ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--simplify-m", "-1"], 2, "--simplify-m"),
+    (
+        "vectorize-threshold-high",
+        ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--threshold", "1.5"],
+        2,
+        "--threshold",
+    ),
+    (
+        "vectorize-threshold-negative",
+        ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--threshold", "-0.1"],
+        2,
+        "--threshold",
+    ),
+    (
+        "vectorize-min-length-negative",
+        ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--min-length-m", "-5"],
+        2,
+        "--min-length-m",
+    ),
+    (
+        "vectorize-gap-nan",
+        ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--gap-m", "nan"],
+        2,
+        "--gap-m",
+    ),
+    (
+        "vectorize-spur-inf",
+        ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--spur-length-m", "inf"],
+        2,
+        "--spur-length-m",
+    ),
+    (
+        "vectorize-simplify-negative",
+        ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--simplify-m", "-1"],
+        2,
+        "--simplify-m",
+    ),
     ("vectorize-out-over-input", ["vectorize", "{ws}/prob.tif", "--out", "{ws}/prob.tif"], 2, "--out"),
     ("vectorize-out-txt", ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.txt"], 2, "--out"),
-    ("vectorize-preview-tif", ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--preview", "{ws}/p.tif"], 2, "--preview"),
-    ("vectorize-geometry", ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--geometry", "blob"], 2, "--geometry"),
+    (
+        "vectorize-preview-tif",
+        ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--preview", "{ws}/p.tif"],
+        2,
+        "--preview",
+    ),
+    (
+        "vectorize-geometry",
+        ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--geometry", "blob"],
+        2,
+        "--geometry",
+    ),
     ("vectorize-missing", ["vectorize", "{ws}/nope.tif", "--out", "{ws}/r.gpkg"], 2, "nope.tif"),
-    ("vectorize-block", ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--block-size", "8"], 2, "--block-size"),
+    (
+        "vectorize-block",
+        ["vectorize", "{ws}/prob.tif", "--out", "{ws}/r.gpkg", "--block-size", "8"],
+        2,
+        "--block-size",
+    ),
     # evaluate
-    ("evaluate-per-image-over-pred", ["evaluate", "--pred", "{ws}/prob.tif", "--truth", "{ws}/prob.tif", "--per-image", "{ws}/prob.tif"], 2, "--per-image"),
-    ("evaluate-per-image-tif", ["evaluate", "--pred", "{ws}/prob.tif", "--truth", "{ws}/prob.tif", "--per-image", "{ws}/rows.tif"], 2, "--per-image"),
+    (
+        "evaluate-per-image-over-pred",
+        ["evaluate", "--pred", "{ws}/prob.tif", "--truth", "{ws}/prob.tif", "--per-image", "{ws}/prob.tif"],
+        2,
+        "--per-image",
+    ),
+    (
+        "evaluate-per-image-tif",
+        ["evaluate", "--pred", "{ws}/prob.tif", "--truth", "{ws}/prob.tif", "--per-image", "{ws}/rows.tif"],
+        2,
+        "--per-image",
+    ),
     ("evaluate-photo", ["evaluate", "--pred", "{ws}/photo.png", "--truth", "{ws}/prob.tif"], 2, "photo.png"),
-    ("evaluate-points", ["evaluate", "--pred", "{ws}/lines.geojson", "--truth", "{ws}/points.geojson"], 2, "points.geojson"),
-    ("evaluate-polygons", ["evaluate", "--pred", "{ws}/polys.geojson", "--truth", "{ws}/lines.geojson"], 2, "polys.geojson"),
+    (
+        "evaluate-points",
+        ["evaluate", "--pred", "{ws}/lines.geojson", "--truth", "{ws}/points.geojson"],
+        2,
+        "points.geojson",
+    ),
+    (
+        "evaluate-polygons",
+        ["evaluate", "--pred", "{ws}/polys.geojson", "--truth", "{ws}/lines.geojson"],
+        2,
+        "polys.geojson",
+    ),
     ("evaluate-missing", ["evaluate", "--pred", "{ws}/nope.tif", "--truth", "{ws}/prob.tif"], 2, "nope.tif"),
-    ("evaluate-sizes", ["evaluate", "--pred", "{ws}/prob.tif", "--truth", "{ws}/prob_other.tif"], 2, "prob_other.tif"),
+    (
+        "evaluate-sizes",
+        ["evaluate", "--pred", "{ws}/prob.tif", "--truth", "{ws}/prob_other.tif"],
+        2,
+        "prob_other.tif",
+    ),
     # train
     ("train-epochs-zero", [*TRAIN, "--epochs", "0"], 2, "epochs"),
     ("train-existing-run", [*TRAIN, "--out", "{ws}/run"], 2, "--resume"),
@@ -177,11 +471,26 @@ CASES = [
     ("train-lr-nan", [*TRAIN, "--set", "optim.lr=nan"], 2, "optim.lr"),
     ("train-threshold", [*TRAIN, "--set", "threshold=2"], 2, "threshold"),
     ("train-unknown-key", [*TRAIN, "--set", "optim.momentum=0.9"], 2, "optim.momentum"),
-    ("train-missing-data", ["train", "--data", "{ws}/nope", "--set", "model.encoder_weights=null"], 2, "nope"),
+    (
+        "train-missing-data",
+        ["train", "--data", "{ws}/nope", "--set", "model.encoder_weights=null"],
+        2,
+        "nope",
+    ),
     ("train-missing-config", ["train", "--config", "{ws}/nope.yaml"], 2, "nope.yaml"),
     ("train-resume-nothing", ["train", "--resume", "{ws}/in"], 2, "in"),
-    ("train-truncated-mask", [*TRAIN, "--data", "{ws}/dg_badmask", "--out", "{ws}/r1", "--batch-size", "3"], 2, "1_mask.png"),
-    ("train-truncated-image", [*TRAIN, "--data", "{ws}/dg_badimg", "--out", "{ws}/r2", "--batch-size", "3"], 2, "1_sat.jpg"),
+    (
+        "train-truncated-mask",
+        [*TRAIN, "--data", "{ws}/dg_badmask", "--out", "{ws}/r1", "--batch-size", "3"],
+        2,
+        "1_mask.png",
+    ),
+    (
+        "train-truncated-image",
+        [*TRAIN, "--data", "{ws}/dg_badimg", "--out", "{ws}/r2", "--batch-size", "3"],
+        2,
+        "1_sat.jpg",
+    ),
     ("train-source-no-gsd", [*TRAIN, "--set", "data.sources=[{{root: {ws}/dg}}]"], 2, "gsd_m"),
     # info
     ("info-missing", ["info", "{ws}/nope.pt"], 2, "nope.pt"),

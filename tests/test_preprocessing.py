@@ -52,9 +52,13 @@ def test_geotiff_windows_are_stretched_like_the_whole_scene(tmp_path):
         x0, y0 = ds.transform @ (0, 48)
         x1, _ = ds.transform @ (128, 48)
         whole = SceneReader(ds, (1, 2, 3)).read_all()
-    gpd.GeoDataFrame(geometry=[LineString([(x0, y0), (x1, y0)])], crs="EPSG:32633").to_file(tmp_path / "scene.gpkg")
+    gpd.GeoDataFrame(geometry=[LineString([(x0, y0), (x1, y0)])], crs="EPSG:32633").to_file(
+        tmp_path / "scene.gpkg"
+    )
     cfg = load_config(None, ["data.crop_size=64"]).data
-    ds_geo = GeoWindowDataset([Sample("s", scene, tmp_path / "scene.gpkg")], cfg, LITE_NORMALIZATION, train=False)
+    ds_geo = GeoWindowDataset(
+        [Sample("s", scene, tmp_path / "scene.gpkg")], cfg, LITE_NORMALIZATION, train=False
+    )
     rng = np.random.default_rng(3)
     image, _, _ = ds_geo.load(0, rng)
     rng = np.random.default_rng(3)  # the same window position

@@ -15,11 +15,25 @@ from roadseg.weights import default_checkpoint
 def test_predict_preview_shows_probability_and_lines(tmp_path, scene_path, varied_checkpoint):
     rc = main(
         [
-            "predict", str(scene_path), "--checkpoint", str(varied_checkpoint), "--out", str(tmp_path / "r.gpkg"),
-            "--preview", str(tmp_path / "p.png"), "--prob-out", str(tmp_path / "prob.tif"), "--tile-size", "64",
-            "--overlap", "16", "--tta", "none", "-q",
+            "predict",
+            str(scene_path),
+            "--checkpoint",
+            str(varied_checkpoint),
+            "--out",
+            str(tmp_path / "r.gpkg"),
+            "--preview",
+            str(tmp_path / "p.png"),
+            "--prob-out",
+            str(tmp_path / "prob.tif"),
+            "--tile-size",
+            "64",
+            "--overlap",
+            "16",
+            "--tta",
+            "none",
+            "-q",
         ]
-    )  # fmt: skip
+    )
     assert rc == 0
     img = np.asarray(Image.open(tmp_path / "p.png")).astype(int)
     assert img.shape == (150, 230, 3)  # small scenes keep their size
@@ -40,7 +54,20 @@ def test_vectorize_preview_draws_lines(tmp_path):
     m = np.zeros((300, 2400), np.uint8)
     m[150:156, 10:2390] = 1
     path = write_raster(tmp_path / "m.tif", m)
-    assert main(["vectorize", str(path), "--out", str(tmp_path / "r.gpkg"), "--preview", str(tmp_path / "v.png"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "vectorize",
+                str(path),
+                "--out",
+                str(tmp_path / "r.gpkg"),
+                "--preview",
+                str(tmp_path / "v.png"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     img = np.asarray(Image.open(tmp_path / "v.png"))
     assert img.shape == (150, 1200, 3)  # downsampled to 1200 px on the long side
     yellow = (img[..., 0] > 200) & (img[..., 1] > 180) & (img[..., 2] < 80)
@@ -48,7 +75,19 @@ def test_vectorize_preview_draws_lines(tmp_path):
 
 
 def test_preview_needs_png(tmp_path, scene_path, tiny_checkpoint, capsys):
-    assert main(["predict", str(scene_path), "--checkpoint", str(tiny_checkpoint), "--preview", str(tmp_path / "p.jpg")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(scene_path),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--preview",
+                str(tmp_path / "p.jpg"),
+            ]
+        )
+        == 2
+    )
     assert "--preview" in (err := capsys.readouterr().err) and "must end in .png" in err
 
 
@@ -72,6 +111,19 @@ def test_default_model_is_used_without_checkpoint(tmp_path, scene_path, capsys):
     path = default_checkpoint()  # shipped in the package: its absence is a failure here
     _, info = roadseg.load_model(path)
     assert info.gsd_m is not None and info.meta.get("config")
-    rc = main(["predict", str(scene_path), "--mask-out", str(tmp_path / "m.tif"), "--tile-size", "256",
-               "--tta", "none", "--gsd", "native", "-q"])  # fmt: skip
+    rc = main(
+        [
+            "predict",
+            str(scene_path),
+            "--mask-out",
+            str(tmp_path / "m.tif"),
+            "--tile-size",
+            "256",
+            "--tta",
+            "none",
+            "--gsd",
+            "native",
+            "-q",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err

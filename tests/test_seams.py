@@ -31,7 +31,9 @@ def _predict(path, tmp_path, model, tile, overlap):
     import rasterio
 
     info = ModelInfo("dlinknet34", {}, 3, IMAGENET)
-    opts = PredictOptions(tile_size=tile, overlap=overlap, batch_size=2, tta="none", prob_dtype="float32", progress=False)
+    opts = PredictOptions(
+        tile_size=tile, overlap=overlap, batch_size=2, tta="none", prob_dtype="float32", progress=False
+    )
     out = tmp_path / f"p{tile}_{overlap}.tif"
     predict_raster(path, checkpoint=None, prob_out=out, options=opts, model_and_info=(model, info))
     with rasterio.open(out) as ds:

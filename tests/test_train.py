@@ -42,10 +42,17 @@ def make_deepglobe(root: Path, n: int = 6, size: int = 64, seed: int = 0) -> Pat
 
 def tiny_cfg(data: Path, **overrides):
     sets = [
-        f"data.root={data}", "model.arch=unet", "model.encoder_weights=null",
-        "model.kwargs={depth: 2, base_channels: 8}", "data.crop_size=64", "data.num_workers=0",
-        "batch_size=2", "amp=false", "deterministic=true", "optim.lr=0.01",
-    ]  # fmt: skip
+        f"data.root={data}",
+        "model.arch=unet",
+        "model.encoder_weights=null",
+        "model.kwargs={depth: 2, base_channels: 8}",
+        "data.crop_size=64",
+        "data.num_workers=0",
+        "batch_size=2",
+        "amp=false",
+        "deterministic=true",
+        "optim.lr=0.01",
+    ]
     sets += [f"{k}={v}" for k, v in overrides.items()]
     return load_config(None, sets)
 
@@ -90,9 +97,19 @@ def test_init_checkpoint_starts_from_its_weights(tmp_path):
     data = make_deepglobe(tmp_path / "dg", n=5)
     fit(tiny_cfg(data, epochs=2), tmp_path / "a", progress=False)
     # lr 0 (and no min_lr stop): Adam leaves every parameter where init_checkpoint put it
-    fit(tiny_cfg(data, epochs=1, **{"model.init_checkpoint": tmp_path / "a" / "last.pt", "optim.lr": 0.0, "optim.min_lr": 0.0}),
-        tmp_path / "b", progress=False)  # fmt: skip
-    a, b = roadseg.load_model(tmp_path / "a" / "last.pt")[0], roadseg.load_model(tmp_path / "b" / "last.pt")[0]
+    fit(
+        tiny_cfg(
+            data,
+            epochs=1,
+            **{"model.init_checkpoint": tmp_path / "a" / "last.pt", "optim.lr": 0.0, "optim.min_lr": 0.0},
+        ),
+        tmp_path / "b",
+        progress=False,
+    )
+    a, b = (
+        roadseg.load_model(tmp_path / "a" / "last.pt")[0],
+        roadseg.load_model(tmp_path / "b" / "last.pt")[0],
+    )
     params_b = dict(b.named_parameters())
     for name, p in a.named_parameters():
         assert torch.equal(p, params_b[name]), name
@@ -104,12 +121,20 @@ def test_init_checkpoint_errors(tmp_path):
     data = make_deepglobe(tmp_path / "dg", n=5)
     fit(tiny_cfg(data, epochs=1), tmp_path / "a", progress=False)
     ckpt = tmp_path / "a" / "last.pt"
-    with pytest.raises(InputError, match=r"holds unet .*'base_channels': 8.* set model.arch and model.kwargs"):
-        fit(tiny_cfg(data, **{"model.init_checkpoint": ckpt, "model.kwargs": "{depth: 2, base_channels: 4}"}),
-            tmp_path / "b", progress=False)  # fmt: skip
+    with pytest.raises(
+        InputError, match=r"holds unet .*'base_channels': 8.* set model.arch and model.kwargs"
+    ):
+        fit(
+            tiny_cfg(data, **{"model.init_checkpoint": ckpt, "model.kwargs": "{depth: 2, base_channels: 4}"}),
+            tmp_path / "b",
+            progress=False,
+        )
     with pytest.raises(InputError, match=r"set model\.normalization to match"):
-        fit(tiny_cfg(data, **{"model.init_checkpoint": ckpt, "model.normalization": "dlinknet"}),
-            tmp_path / "c", progress=False)  # fmt: skip
+        fit(
+            tiny_cfg(data, **{"model.init_checkpoint": ckpt, "model.normalization": "dlinknet"}),
+            tmp_path / "c",
+            progress=False,
+        )
     with pytest.raises(InputError, match="not found"):
         fit(tiny_cfg(data, **{"model.init_checkpoint": tmp_path / "nope.pt"}), tmp_path / "d", progress=False)
 
@@ -139,7 +164,10 @@ def test_resume_after_kill_mid_epoch_is_exact(tmp_path, monkeypatch, schedule, e
     fit(cfg, tmp_path / "b", resume=True, progress=False)
     _assert_same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
     if ema:
-        raw = [torch.load(tmp_path / r / "last.pt", weights_only=True)["train_state"]["raw_state_dict"] for r in "ab"]
+        raw = [
+            torch.load(tmp_path / r / "last.pt", weights_only=True)["train_state"]["raw_state_dict"]
+            for r in "ab"
+        ]
         _assert_same(*raw)
 
 
@@ -204,7 +232,11 @@ def test_max_minutes_stops_cleanly_and_resume_is_exact(tmp_path, monkeypatch, ca
 
 def test_cosine_schedule_decays_to_min_lr_per_step(tmp_path):
     data = make_deepglobe(tmp_path / "dg", n=5)  # 4 train samples, batch 2: 2 steps per epoch
-    fit(tiny_cfg(data, epochs=3, **{"optim.schedule": "cosine", "optim.min_lr": 1e-4}), tmp_path / "r", progress=False)
+    fit(
+        tiny_cfg(data, epochs=3, **{"optim.schedule": "cosine", "optim.min_lr": 1e-4}),
+        tmp_path / "r",
+        progress=False,
+    )
     lrs = [float(r["lr"]) for r in _rows(tmp_path / "r")]
     # half cosine over 6 steps from 0.01: after steps 2, 4 and 6
     expected = [1e-4 + (0.01 - 1e-4) * (1 + np.cos(np.pi * k / 6)) / 2 for k in (2, 4, 6)]
@@ -253,8 +285,11 @@ def test_config_errors(tmp_path):
 ROOT = Path(__file__).parents[1]
 
 
-@pytest.mark.parametrize("path", sorted([*(ROOT / "configs").glob("*.yaml"), *(ROOT / "default_model").glob("*.yaml")]),
-                         ids=lambda p: f"{p.parent.name}/{p.stem}")  # fmt: skip
+@pytest.mark.parametrize(
+    "path",
+    sorted([*(ROOT / "configs").glob("*.yaml"), *(ROOT / "default_model").glob("*.yaml")]),
+    ids=lambda p: f"{p.parent.name}/{p.stem}",
+)
 def test_shipped_configs_load(path):
     cfg = load_config(path)
     roadseg.create_model(cfg.model.arch, **cfg.model.kwargs)
@@ -316,7 +351,10 @@ def test_augmentation_is_seeded_and_keeps_image_and_labels_aligned(preset):
     tf = train_transform(preset)
     angles = []
     for seed in range(30):
-        a, b = augment(tf, image, mask, np.ones_like(mask), seed), augment(tf, image, mask, np.ones_like(mask), seed)
+        a, b = (
+            augment(tf, image, mask, np.ones_like(mask), seed),
+            augment(tf, image, mask, np.ones_like(mask), seed),
+        )
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
         im, m, v = a
         assert set(np.unique(m)) <= {0, 1} and set(np.unique(v)) <= {0, 1}
@@ -363,8 +401,12 @@ def test_decoded_image_cache_gives_the_same_samples_and_stays_in_budget(tmp_path
 
     monkeypatch.setattr(ds_mod, "read_image", counting)
     # one image is 128*128*5 bytes = 80 KiB: a 0.2 MiB budget holds two of the four
-    cached = ds_mod.RoadDataset(samples, load_config(None, [*sets, "data.cache_mb=0.2"]).data, IMAGENET, train=True)
-    plain = ds_mod.RoadDataset(samples, load_config(None, [*sets, "data.cache_mb=0"]).data, IMAGENET, train=True)
+    cached = ds_mod.RoadDataset(
+        samples, load_config(None, [*sets, "data.cache_mb=0.2"]).data, IMAGENET, train=True
+    )
+    plain = ds_mod.RoadDataset(
+        samples, load_config(None, [*sets, "data.cache_mb=0"]).data, IMAGENET, train=True
+    )
     for i in range(len(cached)):
         for a, b in zip(cached[i], plain[i], strict=True):
             assert torch.equal(a, b)
@@ -382,9 +424,23 @@ def test_decoded_image_cache_gives_the_same_samples_and_stays_in_budget(tmp_path
 
 def test_train_cli_and_resume(tmp_path, capsys, monkeypatch):
     data = make_deepglobe(tmp_path / "dg", n=5)
-    base = ["--data", str(data), "--set", "model.arch=unet", "--set", "model.encoder_weights=null",
-            "--set", "model.kwargs={depth: 1, base_channels: 4}", "--crop-size", "64", "--batch-size", "2",
-            "--set", "data.num_workers=0", "-q"]  # fmt: skip
+    base = [
+        "--data",
+        str(data),
+        "--set",
+        "model.arch=unet",
+        "--set",
+        "model.encoder_weights=null",
+        "--set",
+        "model.kwargs={depth: 1, base_channels: 4}",
+        "--crop-size",
+        "64",
+        "--batch-size",
+        "2",
+        "--set",
+        "data.num_workers=0",
+        "-q",
+    ]
     assert main(["train", "--out", str(tmp_path / "run"), "--epochs", "1", *base]) == 0
     assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "-q"]) == 0
     assert [r["epoch"] for r in _rows(tmp_path / "run")] == ["1", "2"]
@@ -406,12 +462,38 @@ def test_ddp_two_gloo_processes(tmp_path):
     data = make_deepglobe(tmp_path / "dg", n=9)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-        "-m", "roadseg", "train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "2",
-        "--device", "cpu", "--crop-size", "64", "--batch-size", "2", "-q",
-        "--set", "model.arch=unet", "--set", "model.encoder_weights=null",
-        "--set", "model.kwargs={depth: 1, base_channels: 4}", "--set", "data.num_workers=0",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "roadseg",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--crop-size",
+        "64",
+        "--batch-size",
+        "2",
+        "-q",
+        "--set",
+        "model.arch=unet",
+        "--set",
+        "model.encoder_weights=null",
+        "--set",
+        "model.kwargs={depth: 1, base_channels: 4}",
+        "--set",
+        "data.num_workers=0",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = _rows(tmp_path / "run")
@@ -420,8 +502,18 @@ def test_ddp_two_gloo_processes(tmp_path):
     assert rows[-1]["step"] == "4"
     assert roadseg.load_model(tmp_path / "run" / "last.pt")[1].arch == "unet"
     # a time limit: both processes agree to stop after the first step of epoch 3 (no hang)
-    resume = [*cmd[: cmd.index("train") + 1], "--resume", str(tmp_path / "run"), "--epochs", "4",
-              "--max-minutes", "1e-6", "--device", "cpu", "-q"]  # fmt: skip
+    resume = [
+        *cmd[: cmd.index("train") + 1],
+        "--resume",
+        str(tmp_path / "run"),
+        "--epochs",
+        "4",
+        "--max-minutes",
+        "1e-6",
+        "--device",
+        "cpu",
+        "-q",
+    ]
     out = subprocess.run(resume, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["global_step"] == 5
@@ -479,7 +571,9 @@ def test_geotiff_layout_one_vector_file_for_rasters_in_two_crss(tmp_path):
     geo = Affine((east - west) / 64, 0, west, 0, -(north - south) / 64, north)
     write_raster(root / "b_geo.tif", road_image(64, 64), crs="EPSG:4326", transform=geo)
     mid = (south + north) / 2
-    gpd.GeoDataFrame(geometry=[LineString([(west, mid), (east, mid)])], crs="EPSG:4326").to_file(root / "roads.gpkg")
+    gpd.GeoDataFrame(geometry=[LineString([(west, mid), (east, mid)])], crs="EPSG:4326").to_file(
+        root / "roads.gpkg"
+    )
     cfg = load_config(None, [f"data.root={root}", "data.crop_size=64", "data.road_width_m=4"]).data
     _, samples = discover(cfg)
     ds = GeoWindowDataset(samples, cfg, IMAGENET, train=False)
@@ -509,10 +603,15 @@ def _sources(tmp_path: Path) -> list[str]:
     fine = _road_folder(tmp_path / "fine", 4, 128, 8, seed=1)  # 0.5 m: an 8-px road is 4 m
     coarse = _road_folder(tmp_path / "coarse", 4, 64, 4, seed=2)  # 1 m: a 4-px road is 4 m
     return [
-        (f"data.sources=[{{root: {fine}, gsd_m: 0.5, weight: 3, val_ids: [t0]}}, "
-        f"{{root: {coarse}, gsd_m: 1.0, weight: 1, val_ids: [t0]}}]"),
-        "data.gsd_m=1.0", "data.crop_size=32", "data.samples_per_epoch=40", "data.augment=dlinknet",
-    ]  # fmt: skip
+        (
+            f"data.sources=[{{root: {fine}, gsd_m: 0.5, weight: 3, val_ids: [t0]}}, "
+            f"{{root: {coarse}, gsd_m: 1.0, weight: 1, val_ids: [t0]}}]"
+        ),
+        "data.gsd_m=1.0",
+        "data.crop_size=32",
+        "data.samples_per_epoch=40",
+        "data.augment=dlinknet",
+    ]
 
 
 def test_multi_source_resamples_every_source_to_the_model_gsd(tmp_path):
@@ -535,9 +634,18 @@ def test_multi_source_resamples_every_source_to_the_model_gsd(tmp_path):
 
 
 def test_multi_source_training_smoke(tmp_path):
-    sets = [*_sources(tmp_path), "model.arch=unet", "model.encoder_weights=null",
-            "model.kwargs={depth: 2, base_channels: 8}", "data.num_workers=0", "batch_size=4",
-            "amp=false", "epochs=2", "data.scale_jitter=1.2", "data.gray_prob=0.5"]  # fmt: skip
+    sets = [
+        *_sources(tmp_path),
+        "model.arch=unet",
+        "model.encoder_weights=null",
+        "model.kwargs={depth: 2, base_channels: 8}",
+        "data.num_workers=0",
+        "batch_size=4",
+        "amp=false",
+        "epochs=2",
+        "data.scale_jitter=1.2",
+        "data.gray_prob=0.5",
+    ]
     row = fit(load_config(None, sets), tmp_path / "run", progress=False)
     assert row["epoch"] == 2 and row["val_iou"] is not None
     _, info = roadseg.load_model(tmp_path / "run" / "best.pt")

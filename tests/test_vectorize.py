@@ -49,7 +49,11 @@ def test_graph_on_synthetic_cross(tmp_path):
     assert res.features == 5 and res.components == 2
     assert df.gap_closed.sum() == 1
     junction = df.groupby("u").size().idxmax()
-    ends = [g.coords[0] if u == junction else g.coords[-1] for g, u, v in zip(df.geometry, df.u, df.v, strict=True) if junction in (u, v)]
+    ends = [
+        g.coords[0] if u == junction else g.coords[-1]
+        for g, u, v in zip(df.geometry, df.u, df.v, strict=True)
+        if junction in (u, v)
+    ]
     assert len(ends) == 4 and len({tuple(e) for e in ends}) == 1  # shared exact coordinate
     # lengths in metres: the horizontal road is 660 px * 0.5 m, minus end shrinkage
     assert 320 < df.length_m.sum() - df[df.gap_closed].length_m.sum() - 0 < 700
@@ -125,13 +129,17 @@ def test_no_crs_refuses_geojson_unless_pixel_coords(tmp_path):
     opts = VectorizeOptions(pixel_coords=True, pixel_size_m=0.5, progress=False)
     res = vectorize_raster(path, tmp_path / "r.geojson", opts)
     assert res.features == 5
-    coords = np.array(json.loads((tmp_path / "r.geojson").read_text())["features"][0]["geometry"]["coordinates"])
+    coords = np.array(
+        json.loads((tmp_path / "r.geojson").read_text())["features"][0]["geometry"]["coordinates"]
+    )
     assert coords.max() < 700  # pixel coordinates, not map units
 
 
 def test_polygon_geometry(tmp_path):
     path = write_raster(tmp_path / "m.tif", _cross_mask())
-    vectorize_raster(path, tmp_path / "p.gpkg", VectorizeOptions(geometry="polygon", block_size=256, progress=False))
+    vectorize_raster(
+        path, tmp_path / "p.gpkg", VectorizeOptions(geometry="polygon", block_size=256, progress=False)
+    )
     df = gpd.read_file(tmp_path / "p.gpkg")
     assert (df.geom_type == "Polygon").all()
     # the cross is one polygon even though it spans several 256-px blocks
@@ -140,7 +148,13 @@ def test_polygon_geometry(tmp_path):
 
 
 def test_contract_and_simplify_keep_junctions():
-    g = G.build_graph([LineString([(0, 0), (5, 0.2), (10, 0)]), LineString([(10, 0), (20, 0)]), LineString([(10, 0), (10, 10)])])
+    g = G.build_graph(
+        [
+            LineString([(0, 0), (5, 0.2), (10, 0)]),
+            LineString([(10, 0), (20, 0)]),
+            LineString([(10, 0), (10, 10)]),
+        ]
+    )
     G.contract_degree_two(g)
     assert g.number_of_edges() == 3  # (10, 0) is a junction: nothing to contract
     G.simplify_edges(g, 1.0)

@@ -192,7 +192,9 @@ def _one_way(src: nx.Graph, dst: nx.Graph, p: APLSParams) -> float:
     return 1.0 - total / count if count else 1.0
 
 
-def apls(truth: list[LineString], pred: list[LineString], params: APLSParams | None = None) -> dict[str, float]:
+def apls(
+    truth: list[LineString], pred: list[LineString], params: APLSParams | None = None
+) -> dict[str, float]:
     """APLS between two sets of lines in a metric CRS: ``{apls, apls_gt_to_prop, apls_prop_to_gt}``."""
     p = params or APLSParams()
     g_t = inject_control_points(lines_to_graph(truth), p.control_spacing_m)
@@ -262,5 +264,3 @@ def _match(holes: np.ndarray, marbles: np.ndarray, tol: float) -> int:
             used_m.add(j)
             n += 1
     return n
-
-

@@ -102,13 +102,17 @@ def evaluate_rasters(pred: Path, truth: Path, *, relax_px: int = 3, threshold: f
         p_raw, p_valid, p_kind = _read(pp)
         t_raw, t_valid, t_kind = _read(tp)
         if p_raw.shape != t_raw.shape:
-            raise InputError(f"'{pp.name}' is {p_raw.shape[::-1]} but '{tp.name}' is {t_raw.shape[::-1]} (width x height)")
+            raise InputError(
+                f"'{pp.name}' is {p_raw.shape[::-1]} but '{tp.name}' is {t_raw.shape[::-1]} (width x height)"
+            )
         levels = _to_levels(p_raw, p_kind)
         any_prob |= p_kind.is_probability
         t = t_raw >= 0.5 * t_kind.scale
-        valid = None if p_valid is None and t_valid is None else (
-            (p_valid if p_valid is not None else True) & (t_valid if t_valid is not None else True)
-        )  # fmt: skip
+        valid = (
+            None
+            if p_valid is None and t_valid is None
+            else ((p_valid if p_valid is not None else True) & (t_valid if t_valid is not None else True))
+        )
         pbin = levels >= level
         c = Confusion()
         c.update(pbin, t, valid)
@@ -117,13 +121,33 @@ def evaluate_rasters(pred: Path, truth: Path, *, relax_px: int = 3, threshold: f
         one.update(levels, t, valid)
         curve.merge(one)
         rp, rr = one.at(level)
-        result.rows.append({"id": sid, "iou": c.iou, "precision": c.precision, "recall": c.recall, "f1": c.f1,
-                            "relaxed_precision": rp, "relaxed_recall": rr, "relaxed_f1": _f1(rp, rr), "tp": c.tp, "fp": c.fp, "fn": c.fn})  # fmt: skip
+        result.rows.append(
+            {
+                "id": sid,
+                "iou": c.iou,
+                "precision": c.precision,
+                "recall": c.recall,
+                "f1": c.f1,
+                "relaxed_precision": rp,
+                "relaxed_recall": rr,
+                "relaxed_f1": _f1(rp, rr),
+                "tp": c.tp,
+                "fp": c.fp,
+                "fn": c.fn,
+            }
+        )
     if conf.tp + conf.fn == 0 and conf.fp == 0:
         warnings.warn("neither prediction nor truth has any road pixel", stacklevel=2)
     rp, rr = curve.at(level)
-    result.metrics = {"iou": conf.iou, "precision": conf.precision, "recall": conf.recall, "f1": conf.f1,
-                      "relaxed_precision": rp, "relaxed_recall": rr, "relaxed_f1": _f1(rp, rr)}  # fmt: skip
+    result.metrics = {
+        "iou": conf.iou,
+        "precision": conf.precision,
+        "recall": conf.recall,
+        "f1": conf.f1,
+        "relaxed_precision": rp,
+        "relaxed_recall": rr,
+        "relaxed_f1": _f1(rp, rr),
+    }
     if any_prob:
         result.metrics["breakeven"] = curve.breakeven()
         result.metrics["breakeven_threshold"] = curve.breakeven_threshold()
@@ -186,7 +210,9 @@ def evaluate(pred: str | os.PathLike[str], truth: str | os.PathLike[str], *, rel
         raise InputError(f"'{pred if not pred.exists() else truth}' not found")
     kp, kt = kind(pred), kind(truth)
     if kp != kt:
-        raise InputError(f"--pred is {kp} but --truth is {kt}; compare rasters with rasters, lines with lines")
+        raise InputError(
+            f"--pred is {kp} but --truth is {kt}; compare rasters with rasters, lines with lines"
+        )
     if kp == "vector":
         return evaluate_graphs(pred, truth)
     return evaluate_rasters(pred, truth, relax_px=relax_px)

@@ -102,7 +102,6 @@ class PredictResult:
     def mpx_per_s(self) -> float:
         return self.megapixels / max(self.seconds, 1e-9)
 
-
     @property
     def km2_per_h(self) -> float | None:
         area = self.area_km2
@@ -121,7 +120,9 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def _batches(reader: SceneReader, grid: TileGrid, batch_size: int) -> Iterator[list[tuple[int, int, np.ndarray]]]:
+def _batches(
+    reader: SceneReader, grid: TileGrid, batch_size: int
+) -> Iterator[list[tuple[int, int, np.ndarray]]]:
     batch = []
     for i, r in enumerate(grid.rows):
         for j, c in enumerate(grid.cols):
@@ -192,11 +193,17 @@ def infer_scene(
     tile_px = opts.tile_size**2
     dtype = amp_dtype(device, device.type == "cuda" if opts.amp is None else opts.amp)
     with (
-        tqdm(total=len(grid), unit="tile", disable=not opts.progress, desc="predict", leave=False,
-             dynamic_ncols=True) as bar,  # closed, and so cleared, on errors too: the error stays one line
+        tqdm(
+            total=len(grid),
+            unit="tile",
+            disable=not opts.progress,
+            desc="predict",
+            leave=False,
+            dynamic_ncols=True,
+        ) as bar,  # closed, and so cleared, on errors too: the error stays one line
         torch.inference_mode(),
         autocast(device, dtype),
-    ):  # fmt: skip
+    ):
         for batch in _background(_batches(reader, grid, opts.batch_size)):
             x = torch.from_numpy(np.stack([t for _, _, t in batch]))
             if non_blocking:
@@ -260,7 +267,9 @@ def predict_raster(
             )
         bands = select_bands(src.count, opts.bands, info.in_channels, str(scene))
         if not has_valid_pixels(src):
-            raise InputError(f"'{scene}' has no valid pixels: every pixel is nodata (or masked); nothing to predict")
+            raise InputError(
+                f"'{scene}' has no valid pixels: every pixel is nodata (or masked); nothing to predict"
+            )
         scene_gsd = pixel_size_m(src)
         sizes = pixel_sizes_m(src)
         target_gsd = _target_gsd(opts.gsd, info.gsd_m, sizes)
@@ -273,7 +282,9 @@ def predict_raster(
                 if target_gsd is None:
                     tiles = infer_scene(src, model, info, bands, final_sink, opts, device)
                 else:
-                    tiles = _infer_resampled(src, target_gsd, model, info, bands, final_sink, opts, device, outs[0])
+                    tiles = _infer_resampled(
+                        src, target_gsd, model, info, bands, final_sink, opts, device, outs[0]
+                    )
             paths = {k: w.close() for k, w in writers.items()}
             seconds = time.perf_counter() - start
         except BaseException:
@@ -399,7 +410,9 @@ def _final_sink(
             valid = valid_mask(mask_ds, Window(0, row0, src.width, probs.shape[0]))
             probs = np.where(valid, probs, 0.0)
         if "prob" in writers:
-            out = probs.astype(np.float32) if prob_dtype == "float32" else np.rint(probs * 255).astype(np.uint8)
+            out = (
+                probs.astype(np.float32) if prob_dtype == "float32" else np.rint(probs * 255).astype(np.uint8)
+            )
             writers["prob"].write(out, valid)
         if "mask" in writers:
             writers["mask"].write((probs >= threshold).astype(np.uint8), valid)
@@ -426,15 +439,28 @@ def _infer_resampled(
     with tempfile.TemporaryDirectory(dir=out_hint.parent, prefix=".roadseg-") as tmp:
         stage = Path(tmp) / "model_grid.tif"
         profile = {
-            "driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "float32",
-            "crs": src.crs, "transform": transform, "tiled": True, "compress": "deflate",
+            "driver": "GTiff",
+            "width": width,
+            "height": height,
+            "count": 1,
+            "dtype": "float32",
+            "crs": src.crs,
+            "transform": transform,
+            "tiled": True,
+            "compress": "deflate",
             "BIGTIFF": "IF_SAFER",
-        }  # fmt: skip
+        }
         with (
-            WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height,
-                      resampling=Resampling.bilinear) as vrt,
+            WarpedVRT(
+                src,
+                crs=src.crs,
+                transform=transform,
+                width=width,
+                height=height,
+                resampling=Resampling.bilinear,
+            ) as vrt,
             rasterio.open(stage, "w", **profile) as dst,
-        ):  # fmt: skip
+        ):
 
             def stage_sink(row0: int, probs: np.ndarray) -> None:
                 dst.write(probs.astype(np.float32), 1, window=Window(0, row0, width, probs.shape[0]))
@@ -442,9 +468,15 @@ def _infer_resampled(
             tiles = infer_scene(vrt, model, info, bands, stage_sink, opts, device)
         with (
             rasterio.open(stage) as staged,
-            WarpedVRT(staged, crs=src.crs, transform=src.transform, width=src.width, height=src.height,
-                      resampling=Resampling.bilinear) as back,
-        ):  # fmt: skip
+            WarpedVRT(
+                staged,
+                crs=src.crs,
+                transform=src.transform,
+                width=src.width,
+                height=src.height,
+                resampling=Resampling.bilinear,
+            ) as back,
+        ):
             step = StripWriter.BLOCK
             for row0 in range(0, src.height, step):
                 n = min(step, src.height - row0)

@@ -47,7 +47,9 @@ def check_outputs(
             continue
         allowed = OUTPUT_SUFFIXES[kind]
         if path.suffix.lower() not in allowed:
-            raise InputError(f"{name} '{path}' must end in {' or '.join(allowed)}: it is written as {_FORMATS[kind]}")
+            raise InputError(
+                f"{name} '{path}' must end in {' or '.join(allowed)}: it is written as {_FORMATS[kind]}"
+            )
         real = _real(path)
         for in_name, in_real in real_inputs.items():
             if real == in_real:

@@ -185,7 +185,9 @@ class Stretch:
             return cls(None)
         factor = max(1.0, max(ds.height, ds.width) / STATS_SIZE)
         shape = (max(1, round(ds.height / factor)), max(1, round(ds.width / factor)))
-        data = read_checked(ds, ds.read, list(bands), out_shape=(len(bands), *shape), resampling=Resampling.nearest)
+        data = read_checked(
+            ds, ds.read, list(bands), out_shape=(len(bands), *shape), resampling=Resampling.nearest
+        )
         mask = read_checked(ds, ds.dataset_mask, out_shape=shape, resampling=Resampling.nearest) > 0
         lohi = np.zeros((len(bands), 2), dtype=np.float64)
         for i, band in enumerate(data):

@@ -42,9 +42,7 @@ class DilatedCenter(nn.Module):
 
     def __init__(self, channels: int, dilations: Sequence[int] = (1, 2, 4, 8)) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(
-            nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in dilations
-        )
+        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in dilations)
         for conv in self.convs:
             nn.init.zeros_(conv.bias)
 

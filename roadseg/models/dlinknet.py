@@ -18,9 +18,7 @@ def dlinknet(
 
     The dilations are the encoder's (official: 1..8 for ResNet18/34, 1..16 for 50/101).
     """
-    model = LinkNet(
-        encoder_name, in_channels=in_channels, classes=classes, encoder_weights=encoder_weights
-    )
+    model = LinkNet(encoder_name, in_channels=in_channels, classes=classes, encoder_weights=encoder_weights)
     channels = model.encoder.out_channels[-1]
     model.center = DilatedCenter(channels, encoder_spec(encoder_name).dilations)
     return model

@@ -39,7 +39,9 @@ for _name, _spec in ENCODERS.items():
         f"LinkNet, {_spec.label} encoder (D-LinkNet without its center)",
     )
 register("unet", UNet, "classic U-Net, kwargs depth (4) and base_channels (64), trained from scratch")
-register("resunet34", partial(ResUNet, "resnet34"), "U-Net decoder on a ResNet34 encoder (SpaceNet-3 winners)")
+register(
+    "resunet34", partial(ResUNet, "resnet34"), "U-Net decoder on a ResNet34 encoder (SpaceNet-3 winners)"
+)
 
 
 def list_models() -> list[str]:

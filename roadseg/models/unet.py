@@ -28,9 +28,14 @@ class UNet(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: int = 3, classes: int = 1, depth: int = 4, base_channels: int = 64,
+        self,
+        *,
+        in_channels: int = 3,
+        classes: int = 1,
+        depth: int = 4,
+        base_channels: int = 64,
         encoder_weights: None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         if encoder_weights is not None:
             raise InputError(
@@ -46,9 +51,7 @@ class UNet(nn.Module):
         self.up = nn.ModuleList(
             nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth))
         )
-        self.up_convs = nn.ModuleList(
-            _double_conv(2 * chans[i], chans[i]) for i in reversed(range(depth))
-        )
+        self.up_convs = nn.ModuleList(_double_conv(2 * chans[i], chans[i]) for i in reversed(range(depth)))
         self.head = nn.Conv2d(chans[0], classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,10 +24,14 @@ def train_transform(preset: str = "dlinknet", gray_prob: float = 0.0) -> A.Compo
     """
     border = {"border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": 0}
     if preset == "dlinknet":
-        geometric = [A.Affine(scale={"x": (0.9, 1.1), "y": (0.9, 1.1)}, translate_percent=(-0.1, 0.1), p=0.5, **border)]
+        geometric = [
+            A.Affine(scale={"x": (0.9, 1.1), "y": (0.9, 1.1)}, translate_percent=(-0.1, 0.1), p=0.5, **border)
+        ]
         photometric = []
     elif preset == "strong":
-        geometric = [A.Affine(scale=(0.75, 1.33), rotate=(-45, 45), translate_percent=(-0.1, 0.1), p=0.8, **border)]
+        geometric = [
+            A.Affine(scale=(0.75, 1.33), rotate=(-45, 45), translate_percent=(-0.1, 0.1), p=0.8, **border)
+        ]
         photometric = [
             A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
             A.GaussianBlur(sigma_limit=(0.3, 1.0), p=0.2),

@@ -159,8 +159,11 @@ def _ids_from_file(path: Path, samples: list[Sample]) -> list[Sample]:
             f"(e.g. '{next(iter(sorted(wanted)), '')}' vs '{samples[0].id}'); is it the split of this dataset?"
         )
     if len(val) < len(wanted):
-        warnings.warn(f"{len(wanted) - len(val)} of the {len(wanted)} ids in '{path}' are not in the data; "
-                      f"validating on the {len(val)} found", stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"{len(wanted) - len(val)} of the {len(wanted)} ids in '{path}' are not in the data; "
+            f"validating on the {len(val)} found",
+            stacklevel=3,
+        )
     return val
 
 
@@ -184,7 +187,9 @@ def _read_mask(path: Path, threshold: int) -> np.ndarray:
         with Image.open(path) as im:
             return (np.asarray(im.convert("L")) >= threshold).astype(np.uint8)
     except OSError as exc:  # truncated or not an image at all
-        raise InputError(f"label '{path}' cannot be read ({exc}); replace the file or remove its pair") from None
+        raise InputError(
+            f"label '{path}' cannot be read ({exc}); replace the file or remove its pair"
+        ) from None
 
 
 class RoadDataset(Dataset):
@@ -247,7 +252,9 @@ class RoadDataset(Dataset):
         image = read_image(s.image, self.cfg.bands)
         mask = _read_mask(s.label, self.cfg.mask_threshold)
         if mask.shape != image.shape[:2]:
-            raise InputError(f"'{s.label.name}' is {mask.shape[::-1]} but '{s.image.name}' is {image.shape[1::-1]}")
+            raise InputError(
+                f"'{s.label.name}' is {mask.shape[::-1]} but '{s.image.name}' is {image.shape[1::-1]}"
+            )
         valid = np.ones_like(mask)
         if self.cfg.invalid_rule == "white":
             valid[(image >= 250).all(axis=2)] = 0  # near-white: JPEG or resampled fill counts too
@@ -329,16 +336,23 @@ class MultiSourceDataset(Dataset):
     """
 
     def __init__(
-        self, parts: list[tuple[SourceConfig, list[Sample]]], cfg: DataConfig, normalization: Normalization,
-        *, train: bool, seed: int = 0,
-    ) -> None:  # fmt: skip
+        self,
+        parts: list[tuple[SourceConfig, list[Sample]]],
+        cfg: DataConfig,
+        normalization: Normalization,
+        *,
+        train: bool,
+        seed: int = 0,
+    ) -> None:
         self.cfg, self.norm, self.train, self.seed, self.epoch = cfg, normalization, train, seed, 0
         self.sources = [src for src, _ in parts]
         weights = np.array([src.weight for src in self.sources], dtype=np.float64)
         self.p = weights / weights.sum()
         self.parts = []
         for (src, samples), share in zip(parts, self.p, strict=True):
-            sub_cfg = replace(cfg, sources=[], invalid_rule=src.invalid_rule, mask_threshold=src.mask_threshold)
+            sub_cfg = replace(
+                cfg, sources=[], invalid_rule=src.invalid_rule, mask_threshold=src.mask_threshold
+            )
             sub = RoadDataset(samples, sub_cfg, normalization, train=False, seed=seed)
             sub.cache_bytes = int(cfg.cache_mb * share * 2**20) if train else 0
             self.parts.append(sub)
@@ -381,7 +395,9 @@ class MultiSourceDataset(Dataset):
             image, mask, valid = augment(self.tf, image, mask, valid, seed)
         else:
             h, w = mask.shape
-            image, mask, valid = resample(image, mask, valid, max(1, round(h * factor)), max(1, round(w * factor)))
+            image, mask, valid = resample(
+                image, mask, valid, max(1, round(h * factor)), max(1, round(w * factor))
+            )
             image, mask, valid = _pad_to_multiple(image, mask, valid, self.pad_multiple)
         x = self.norm.apply(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None])[0]
         y = torch.from_numpy(np.ascontiguousarray(mask)).float()[None]
@@ -399,14 +415,18 @@ def build_datasets(
             _, samples = discover(src)
             train_s, val_s = split(samples, src)
             if not train_s:
-                raise InputError(f"the validation split took every sample of '{src.root}'; lower its val_fraction")
+                raise InputError(
+                    f"the validation split took every sample of '{src.root}'; lower its val_fraction"
+                )
             name = src.name or Path(str(src.root)).name  # ids unique across sources
             train_s, val_s = ([replace(s, id=f"{name}/{s.id}") for s in part] for part in (train_s, val_s))
             train_parts.append((src, train_s))
             if val_s:
                 val_parts.append((src, val_s))
         train_ds = MultiSourceDataset(train_parts, cfg, normalization, train=True, seed=seed)
-        val_ds = MultiSourceDataset(val_parts, cfg, normalization, train=False, seed=seed) if val_parts else None
+        val_ds = (
+            MultiSourceDataset(val_parts, cfg, normalization, train=False, seed=seed) if val_parts else None
+        )
         return train_ds, val_ds
     layout, samples = discover(cfg)
     train_s, val_s = split(samples, cfg)
@@ -439,7 +459,9 @@ class GeoWindowDataset(RoadDataset):
     Each scene gives ``samples_per_image`` windows per epoch (one for validation).
     """
 
-    def __init__(self, samples: list[Sample], cfg: DataConfig, normalization: Normalization, **kw: Any) -> None:
+    def __init__(
+        self, samples: list[Sample], cfg: DataConfig, normalization: Normalization, **kw: Any
+    ) -> None:
         super().__init__(samples, cfg, normalization, **kw)
         self._labels: dict[tuple[Path, str], Any] = {}
         self._stretch: dict[Path, Any] = {}  # per scene, as predict computes it
@@ -472,13 +494,17 @@ class GeoWindowDataset(RoadDataset):
             r = int(rng.integers(0, ds.height - h + 1))
             c = int(rng.integers(0, ds.width - w + 1))
             win = Window(c, r, w, h)
-            reader = SceneReader(ds, select_bands(ds.count, self.cfg.bands, 3, str(s.image)), self._stretch.get(s.image))
+            reader = SceneReader(
+                ds, select_bands(ds.count, self.cfg.bands, 3, str(s.image)), self._stretch.get(s.image)
+            )
             self._stretch[s.image] = reader.stretch
             image = reader.read_window(win).transpose(1, 2, 0)
             valid = (ds.dataset_mask(window=win) > 0).astype(np.uint8)
             shapes = self._vectors(s, ds.crs)
             mask = rasterize(
-                [(g, 1) for g in shapes if not g.is_empty], out_shape=(h, w),
-                transform=window_transform(win, ds.transform), dtype="uint8",
-            )  # fmt: skip
+                [(g, 1) for g in shapes if not g.is_empty],
+                out_shape=(h, w),
+                transform=window_transform(win, ds.transform),
+                dtype="uint8",
+            )
         return np.ascontiguousarray(image), mask, valid

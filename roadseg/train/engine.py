@@ -47,7 +47,9 @@ def train_epoch(
     run.train_ds.set_epoch(epoch)
     run.sampler.set_epoch(epoch)
     skip = run.start_step if epoch == run.start_epoch else 0
-    loader = DataLoader(run.train_ds, sampler=SkipSampler(run.sampler, skip * cfg.batch_size), **run.loader_kw)
+    loader = DataLoader(
+        run.train_ds, sampler=SkipSampler(run.sampler, skip * cfg.batch_size), **run.loader_kw
+    )
     run.net.train()
     t0 = time.perf_counter()
     loss_sum = torch.zeros(2, device=device)  # (sum of losses, batches)
@@ -81,20 +83,28 @@ def train_epoch(
         bar.update(1)
         if step % 25 == 1:  # .item() waits for the GPU: not every step
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        if cfg.checkpoint_every and run.global_step % cfg.checkpoint_every == 0 and step < run.steps_per_epoch:
+        if (
+            cfg.checkpoint_every
+            and run.global_step % cfg.checkpoint_every == 0
+            and step < run.steps_per_epoch
+        ):
             checkpoint(epoch, step)
         if step < run.steps_per_epoch and out_of_time():
             return EpochResult(0.0, images, time.perf_counter() - t0, step, True)
     if run.di.world > 1:
         dist.all_reduce(loss_sum)
-    return EpochResult(float(loss_sum[0] / loss_sum[1].clamp_min(1)), images, time.perf_counter() - t0, step, False)
+    return EpochResult(
+        float(loss_sum[0] / loss_sum[1].clamp_min(1)), images, time.perf_counter() - t0, step, False
+    )
 
 
 def validate(net: nn.Module, ds: Any, run: Run) -> dict[str, float]:
     """Loss, IoU and F1 over whole validation images (summed over images, as DeepGlobe scores)."""
     cfg, device, di = run.cfg, run.device, run.di
     net.eval()
-    sampler = DistributedSampler(ds, num_replicas=di.world, rank=di.rank, shuffle=False) if di.world > 1 else None
+    sampler = (
+        DistributedSampler(ds, num_replicas=di.world, rank=di.rank, shuffle=False) if di.world > 1 else None
+    )
     # whole images of any size: one per batch
     loader = DataLoader(ds, batch_size=1, sampler=sampler, num_workers=cfg.data.num_workers)
     totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss sum, batches, tp, fp, fn
@@ -103,16 +113,17 @@ def validate(net: nn.Module, ds: Any, run: Run) -> dict[str, float]:
             x, y, v = (t.to(device) for t in (x, y, v))
             with run.amp_ctx:
                 logits = net(x)
-            loss = bce_dice_loss(logits, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight)
+            loss = bce_dice_loss(
+                logits, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight
+            )
             c = Confusion()
             c.update(
                 (torch.sigmoid(logits.float()) >= cfg.threshold).cpu().numpy(),
-                y.cpu().numpy() > 0.5, v.cpu().numpy() > 0.5,
-            )  # fmt: skip
+                y.cpu().numpy() > 0.5,
+                v.cpu().numpy() > 0.5,
+            )
             totals += torch.tensor([float(loss), 1.0, c.tp, c.fp, c.fn], dtype=torch.float64, device=device)
     if di.world > 1:
         dist.all_reduce(totals)
     conf = Confusion(int(totals[2]), int(totals[3]), int(totals[4]))
     return {"val_loss": float(totals[0] / totals[1].clamp_min(1)), "val_iou": conf.iou, "val_f1": conf.f1}
-
-

@@ -66,11 +66,21 @@ def fit(
             if run.opt.param_groups[0]["lr"] < cfg.optim.min_lr:
                 log.info("lr %.2e < min_lr %.2e: stopping", run.opt.param_groups[0]["lr"], cfg.optim.min_lr)
                 break
-            with tqdm(total=run.steps_per_epoch, initial=run.start_step if epoch == run.start_epoch else 0,
-                      desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and di.main), leave=False,
-                      dynamic_ncols=True) as bar:  # fmt: skip  (closed on errors too: one-line errors)
-                res = train_epoch(run, epoch, bar=bar, out_of_time=lambda: _out_of_time(run, deadline),
-                                  checkpoint=lambda e, s: _save_last(run, e, s, {"epoch": e + 1, "step": s}))  # fmt: skip
+            with tqdm(
+                total=run.steps_per_epoch,
+                initial=run.start_step if epoch == run.start_epoch else 0,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                disable=not (progress and di.main),
+                leave=False,
+                dynamic_ncols=True,
+            ) as bar:  # closed on errors too: one-line errors
+                res = train_epoch(
+                    run,
+                    epoch,
+                    bar=bar,
+                    out_of_time=lambda: _out_of_time(run, deadline),
+                    checkpoint=lambda e, s: _save_last(run, e, s, {"epoch": e + 1, "step": s}),
+                )
             if res.timed_out:
                 _save_last(run, epoch, res.step, {"epoch": epoch + 1, "step": res.step})
                 _stopped_for_time(run, epoch, res.step)
@@ -95,15 +105,26 @@ def fit(
 def _end_of_epoch(run: Run, epoch: int, res: Any) -> dict[str, Any]:
     """Validate, step a plateau schedule, keep best.pt and last.pt; the log row."""
     cfg = run.cfg
-    val = validate(run.ema.model if run.ema is not None else run.net, run.val_ds, run) if run.val_ds is not None else {}
+    val = (
+        validate(run.ema.model if run.ema is not None else run.net, run.val_ds, run)
+        if run.val_ds is not None
+        else {}
+    )
     if cfg.optim.schedule == "plateau":
-        run.sched.step(val.get("val_loss", res.train_loss) if cfg.optim.monitor == "val_loss" else res.train_loss)
+        run.sched.step(
+            val.get("val_loss", res.train_loss) if cfg.optim.monitor == "val_loss" else res.train_loss
+        )
     row = {
-        "epoch": epoch + 1, "step": run.global_step, "train_loss": res.train_loss,
-        "val_loss": val.get("val_loss"), "val_iou": val.get("val_iou"), "val_f1": val.get("val_f1"),
-        "lr": run.opt.param_groups[0]["lr"], "images_per_s": res.images * run.di.world / max(res.seconds, 1e-9),
+        "epoch": epoch + 1,
+        "step": run.global_step,
+        "train_loss": res.train_loss,
+        "val_loss": val.get("val_loss"),
+        "val_iou": val.get("val_iou"),
+        "val_f1": val.get("val_f1"),
+        "lr": run.opt.param_groups[0]["lr"],
+        "images_per_s": res.images * run.di.world / max(res.seconds, 1e-9),
         "seconds": res.seconds,
-    }  # fmt: skip
+    }
     if run.di.main:
         log.info(_format_row(row))
     iou = val.get("val_iou")
@@ -120,13 +141,20 @@ def _save_last(run: Run, epoch: int, step_in_epoch: int, metrics: dict[str, Any]
     if not run.di.main:
         return
     train_state = {
-        "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(), "scaler": run.scaler.state_dict(),
-        "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": run.global_step,
-        "best_iou": run.best_iou, "rng": rng_state(),
-    }  # fmt: skip
+        "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "epoch": epoch,
+        "step_in_epoch": step_in_epoch,
+        "global_step": run.global_step,
+        "best_iou": run.best_iou,
+        "rng": rng_state(),
+    }
     if run.ema is not None:
         train_state["raw_state_dict"] = run.model.state_dict()
-    save_checkpoint(run.scored, run.run_dir / "last.pt", run.cfg, run.norm, metrics, extra={"train_state": train_state})
+    save_checkpoint(
+        run.scored, run.run_dir / "last.pt", run.cfg, run.norm, metrics, extra={"train_state": train_state}
+    )
 
 
 def _out_of_time(run: Run, deadline: float | None) -> bool:
@@ -140,8 +168,12 @@ def _out_of_time(run: Run, deadline: float | None) -> bool:
 
 def _stopped_for_time(run: Run, epoch: int, step: int) -> None:
     where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
-    log.warning("max_minutes (%g) reached at %s: last.pt saved; continue with roadseg train --resume %s",
-                run.cfg.max_minutes, where, run.run_dir)  # fmt: skip
+    log.warning(
+        "max_minutes (%g) reached at %s: last.pt saved; continue with roadseg train --resume %s",
+        run.cfg.max_minutes,
+        where,
+        run.run_dir,
+    )
 
 
 def _format_row(row: dict[str, Any]) -> str:

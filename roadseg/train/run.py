@@ -136,21 +136,32 @@ def check_run_dir(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: b
                 f"run folder '{run_dir}' already holds a run ({', '.join(existing)}); continue it with "
                 f"--resume {run_dir}, choose another --out, or pass --overwrite to replace it"
             )
-    roots = [Path(str(src.root)) for src in cfg.data.sources] or ([Path(cfg.data.root)] if cfg.data.root else [])
+    roots = [Path(str(src.root)) for src in cfg.data.sources] or (
+        [Path(cfg.data.root)] if cfg.data.root else []
+    )
     check_run_folder(run_dir, roots)
 
 
 def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool) -> Run:
     """Model, data, optimizer and schedule for ``cfg``; with ``resume``, the state of last.pt."""
     di = init_distributed(cfg.device)
-    device = resolve_device(cfg.device) if di.world == 1 or cfg.device == "cpu" else (
-        torch.device("cuda", di.local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    )  # fmt: skip
+    device = (
+        resolve_device(cfg.device)
+        if di.world == 1 or cfg.device == "cpu"
+        else (torch.device("cuda", di.local_rank) if torch.cuda.is_available() else torch.device("cpu"))
+    )
     state = _saved_state(run_dir) if resume else None
     if state is not None:  # the saved run defines everything but its length and runtime placement
         saved = to_dict(config_from_dict(state["meta"]["config"]))
-        cfg = config_from_dict({**saved, "epochs": cfg.epochs, "device": cfg.device, "max_minutes": cfg.max_minutes,
-                                "data": {**saved["data"], "num_workers": cfg.data.num_workers}})  # fmt: skip
+        cfg = config_from_dict(
+            {
+                **saved,
+                "epochs": cfg.epochs,
+                "device": cfg.device,
+                "max_minutes": cfg.max_minutes,
+                "data": {**saved["data"], "num_workers": cfg.data.num_workers},
+            }
+        )
     seed_all(cfg.seed, cfg.deterministic)
     for source in cfg.data.sources or [cfg.data]:  # a wrong folder is found before any download
         discover(source)
@@ -173,17 +184,41 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool) -> Run:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     dtype = amp_dtype(device, cfg.amp)
     if di.world > 1:
-        sampler: Any = DistributedSampler(train_ds, num_replicas=di.world, rank=di.rank, shuffle=True, seed=cfg.seed)
+        sampler: Any = DistributedSampler(
+            train_ds, num_replicas=di.world, rank=di.rank, shuffle=True, seed=cfg.seed
+        )
     else:
         sampler = EpochPermutation(len(train_ds), cfg.seed)
     drop_last = len(train_ds) // di.world >= cfg.batch_size
-    loader_kw = {"batch_size": cfg.batch_size, "num_workers": cfg.data.num_workers,
-                 "pin_memory": device.type == "cuda", "drop_last": drop_last, "persistent_workers": False}  # fmt: skip
+    loader_kw = {
+        "batch_size": cfg.batch_size,
+        "num_workers": cfg.data.num_workers,
+        "pin_memory": device.type == "cuda",
+        "drop_last": drop_last,
+        "persistent_workers": False,
+    }
     steps = len(sampler) // cfg.batch_size if drop_last else math.ceil(len(sampler) / cfg.batch_size)
     steps = min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
-    run = Run(cfg, run_dir, di, device, model, net, ema, norm, opt, _scheduler(cfg, opt, steps),
-              torch.amp.GradScaler("cuda", enabled=dtype == torch.float16), autocast(device, dtype), use_cl,
-              train_ds, val_ds, sampler, loader_kw, steps)  # fmt: skip
+    run = Run(
+        cfg,
+        run_dir,
+        di,
+        device,
+        model,
+        net,
+        ema,
+        norm,
+        opt,
+        _scheduler(cfg, opt, steps),
+        torch.amp.GradScaler("cuda", enabled=dtype == torch.float16),
+        autocast(device, dtype),
+        use_cl,
+        train_ds,
+        val_ds,
+        sampler,
+        loader_kw,
+        steps,
+    )
     if state is not None:  # after the scheduler is built: its constructor sets the lr
         ts = state["train_state"]
         run.opt.load_state_dict(ts["optimizer"])
@@ -223,7 +258,9 @@ def _place(
         ema.updates = int(state["train_state"]["global_step"])
     net: nn.Module = model
     if di.world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[di.local_rank] if device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[di.local_rank] if device.type == "cuda" else None
+        )
     return model, net, ema, use_cl
 
 

@@ -40,7 +40,9 @@ class Ema:
     def update(self, model: nn.Module) -> None:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
-        pairs = [(e, m) for e, m in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True)]
+        pairs = [
+            (e, m) for e, m in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True)
+        ]
         floats = [(e, m) for e, m in pairs if e.is_floating_point()]
         torch._foreach_lerp_([e for e, _ in floats], [m for _, m in floats], 1 - decay)
         for e, m in pairs:
@@ -76,12 +78,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    model: nn.Module, path: Path, cfg: TrainConfig, norm: Normalization, metrics: dict[str, Any], extra: Any = None
+    model: nn.Module,
+    path: Path,
+    cfg: TrainConfig,
+    norm: Normalization,
+    metrics: dict[str, Any],
+    extra: Any = None,
 ) -> None:
     """A roadseg checkpoint of ``model`` with the run's config and metrics."""
     save_model(
-        model, path, normalization=norm, gsd_m=cfg.data.gsd_m, threshold=cfg.threshold,
-        arch=cfg.model.arch, arch_kwargs=dict(cfg.model.kwargs), extra=extra,
-        config=to_dict(cfg), metrics={k: v for k, v in metrics.items() if v is not None},
+        model,
+        path,
+        normalization=norm,
+        gsd_m=cfg.data.gsd_m,
+        threshold=cfg.threshold,
+        arch=cfg.model.arch,
+        arch_kwargs=dict(cfg.model.kwargs),
+        extra=extra,
+        config=to_dict(cfg),
+        metrics={k: v for k, v in metrics.items() if v is not None},
         torch_version=torch.__version__,
-    )  # fmt: skip
+    )

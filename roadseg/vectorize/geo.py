@@ -32,7 +32,9 @@ def driver_for(path: str | os.PathLike[str]) -> str:
     return DRIVERS[suffix]
 
 
-def check_placeable(out: str | os.PathLike[str], crs: Any, source: str, *, pixel_coords: bool = False) -> None:
+def check_placeable(
+    out: str | os.PathLike[str], crs: Any, source: str, *, pixel_coords: bool = False
+) -> None:
     """GeoJSON is EPSG:4326 (RFC 7946): a raster without CRS cannot be written to it."""
     if crs is None and not pixel_coords and driver_for(out) == "GeoJSON":
         raise InputError(
@@ -106,7 +108,9 @@ def write_vectors(
         if crs is not None:
             geoms = to_lonlat(geoms, crs)
             out_crs = CRS.from_epsg(4326)
-        geoms = [shapely.set_precision(g, 1e-7, mode="pointwise") for g in geoms] if crs is not None else geoms
+        geoms = (
+            [shapely.set_precision(g, 1e-7, mode="pointwise") for g in geoms] if crs is not None else geoms
+        )
     frame = gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries(geoms, crs=out_crs), crs=out_crs)
     options: dict[str, Any] = {}
     if driver == "GeoJSON" and crs is not None:
@@ -114,6 +118,12 @@ def write_vectors(
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="'crs' was not provided")
         pyogrio.write_dataframe(
-            frame, tmp, driver=driver, layer="roads", geometry_type=geometry_type, promote_to_multi=False, **options
+            frame,
+            tmp,
+            driver=driver,
+            layer="roads",
+            geometry_type=geometry_type,
+            promote_to_multi=False,
+            **options,
         )
     return Path(path)

@@ -108,7 +108,13 @@ def skeleton_segments(skel: np.ndarray, core: tuple[int, int, int, int]) -> np.n
 
 
 def process_block(
-    read_block: Any, block: Block, scene_h: int, scene_w: int, *, min_hole_px: int, min_blob_px: int,
+    read_block: Any,
+    block: Block,
+    scene_h: int,
+    scene_w: int,
+    *,
+    min_hole_px: int,
+    min_blob_px: int,
     keep_mask: bool,
 ) -> tuple[list[np.ndarray], np.ndarray | None]:
     """The block's road lines in scene pixel coordinates (merged within the block; they end at

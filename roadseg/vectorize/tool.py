@@ -167,14 +167,20 @@ def vectorize_raster(
         blocks = plan_blocks(ds.height, ds.width, opts.block_size, opts.halo)
         px_area = gsd * gsd
         work = partial(
-            process_block, reader, scene_h=ds.height, scene_w=ds.width,
-            min_hole_px=int(opts.hole_area_m2 / px_area), min_blob_px=int(opts.blob_area_m2 / px_area),
+            process_block,
+            reader,
+            scene_h=ds.height,
+            scene_w=ds.width,
+            min_hole_px=int(opts.hole_area_m2 / px_area),
+            min_blob_px=int(opts.blob_area_m2 / px_area),
             keep_mask=opts.geometry == "polygon",
-        )  # fmt: skip
+        )
         lines: list[np.ndarray] = []
         polygons: list[Any] = []
         with (
-            tqdm(total=len(blocks), unit="block", desc="vectorize", disable=not opts.progress, leave=False) as bar,
+            tqdm(
+                total=len(blocks), unit="block", desc="vectorize", disable=not opts.progress, leave=False
+            ) as bar,
             _block_map(work, blocks, opts.workers) as results,
         ):
             for block, (block_lines, core_mask) in zip(blocks, results, strict=True):

@@ -27,8 +27,15 @@ from roadseg.models.encoders.base import EncoderSpec, EncoderWeights, adapt_inpu
 from roadseg.normalization import Normalization
 
 #: (repeats, kernel, stride, expand ratio, out channels) of EfficientNet-B0's seven stages.
-_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-           (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))  # fmt: skip
+_STAGES = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
 #: (width, depth) multipliers; the weights packages' file names carry their SHA-256 prefix.
 _VARIANTS = {
     "efficientnet-lite0": (1.0, 1.0),
@@ -58,7 +65,9 @@ class SameConv2d(nn.Conv2d):
     padding; only strided ones pad in ``forward``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1
+    ):
         pad = (kernel_size - 1) // 2 if stride == 1 else 0
         super().__init__(in_channels, out_channels, kernel_size, stride, pad, groups=groups, bias=False)
 
@@ -154,16 +163,23 @@ class EfficientNetLite(nn.Module):
 class EfficientNetLiteEncoder(EfficientNetLite):
     """The Lite network as a five-feature encoder: head and classifier dropped."""
 
-    def __init__(self, name: str = "efficientnet-lite0", *, in_channels: int = 3, weights: EncoderWeights = None):
+    def __init__(
+        self, name: str = "efficientnet-lite0", *, in_channels: int = 3, weights: EncoderWeights = None
+    ):
         super().__init__(name)
         del self._conv_head, self._bn1, self._fc
         if weights is not None:
             state = load_lite_weights(name, weights)
-            self.load_state_dict({k: v for k, v in state.items() if not k.startswith(("_conv_head", "_bn1.", "_fc"))})
+            self.load_state_dict(
+                {k: v for k, v in state.items() if not k.startswith(("_conv_head", "_bn1.", "_fc"))}
+            )
         if in_channels != 3:
             stem = self._conv_stem
             self._conv_stem = adapt_input_conv(  # type: ignore[assignment]
-                stem, in_channels, lambda c: SameConv2d(c, stem.out_channels, 3, 2), pretrained=weights is not None
+                stem,
+                in_channels,
+                lambda c: SameConv2d(c, stem.out_channels, 3, 2),
+                pretrained=weights is not None,
             )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]

@@ -28,6 +28,7 @@ _RESNETS = {
     "resnet101": (tvm.resnet101, tvm.ResNet101_Weights.IMAGENET1K_V1),
 }
 
+
 class ResNetEncoder(nn.Module):
     """ResNet stem + four stages.
 
@@ -60,7 +61,9 @@ class ResNetEncoder(nn.Module):
         if in_channels != 3:
             conv = self.conv1
             self.conv1 = adapt_input_conv(
-                conv, in_channels, lambda c: nn.Conv2d(c, 64, 7, stride=2, padding=3, bias=False),
+                conv,
+                in_channels,
+                lambda c: nn.Conv2d(c, 64, 7, stride=2, padding=3, bias=False),
                 pretrained=weights is not None,
             )
 

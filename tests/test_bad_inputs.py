@@ -515,3 +515,19 @@ def test_bad_input(ws, argv, code, names, capsys, monkeypatch):
 
 def test_there_are_at_least_sixty_cases():
     assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_unwritable_output_folder_is_named_without_temporary_names(ws, tmp_path, capsys, monkeypatch):
+    """As root every folder is writable, so the refusal is provoked through os.access."""
+    import os
+
+    from roadseg.io import atomic
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(atomic.os, "access", lambda p, mode: False if Path(p) == locked else real(p, mode))
+    rc = main(["predict", f"{ws}/in/scene.tif", "--checkpoint", f"{ws}/tiny.pt", "--prob-out", str(locked / "p.tif"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "not writable" in err and str(locked) in err and ".part" not in err
+    assert not list(locked.iterdir())

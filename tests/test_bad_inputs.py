@@ -527,7 +527,17 @@ def test_unwritable_output_folder_is_named_without_temporary_names(ws, tmp_path,
     locked.mkdir()
     real = os.access
     monkeypatch.setattr(atomic.os, "access", lambda p, mode: False if Path(p) == locked else real(p, mode))
-    rc = main(["predict", f"{ws}/in/scene.tif", "--checkpoint", f"{ws}/tiny.pt", "--prob-out", str(locked / "p.tif"), "-q"])
+    rc = main(
+        [
+            "predict",
+            f"{ws}/in/scene.tif",
+            "--checkpoint",
+            f"{ws}/tiny.pt",
+            "--prob-out",
+            str(locked / "p.tif"),
+            "-q",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "not writable" in err and str(locked) in err and ".part" not in err
     assert not list(locked.iterdir())

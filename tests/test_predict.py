@@ -6,6 +6,7 @@ from affine import Affine
 from conftest import road_image, write_raster
 from torch import nn
 
+import roadseg
 from roadseg.checkpoint import ModelInfo
 from roadseg.errors import InputError
 from roadseg.inference import predict as predict_mod
@@ -295,3 +296,45 @@ def test_bad_inputs(tmp_path, scene_path):
             model_and_info=_model(),
         )
     assert not (tmp_path / "p.tif").exists()
+
+
+def test_output_is_the_same_whatever_the_pass_size(tmp_path, scene_path, varied_checkpoint):
+    def run(name, max_pass):
+        opts = PredictOptions(tile_size=64, overlap=16, tta="d4", batch_size=3, progress=False,
+                              prob_dtype="float32", max_pass=max_pass)  # fmt: skip
+        predict_raster(scene_path, checkpoint=varied_checkpoint, prob_out=tmp_path / name, options=opts)
+        with rasterio.open(tmp_path / name) as ds:
+            return ds.read(1)
+
+    one, all_at_once = run("one.tif", 1), run("all.tif", 24)
+    np.testing.assert_allclose(one, all_at_once, atol=1e-6)
+    assert one.std() > 0.05
+
+
+def test_out_of_gpu_memory_halves_the_pass_and_retries(tmp_path, scene_path, varied_checkpoint, caplog):
+    """A fake CUDA OOM above 4 images per pass: the batch is redone in smaller passes, the
+    smaller size is kept for the next batches, and the result equals the unconstrained run."""
+    model, info = roadseg.load_model(varied_checkpoint)
+    sizes = []
+
+    class Tight(torch.nn.Module):
+        size_divisor = 2
+
+        def forward(self, x):
+            sizes.append(x.shape[0])
+            if x.shape[0] > 4:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+            return model(x)
+
+    opts = PredictOptions(tile_size=64, overlap=16, tta="d4", batch_size=2, progress=False, prob_dtype="float32",
+                          max_pass=16)  # fmt: skip
+    predict_raster(
+        scene_path, checkpoint=None, prob_out=tmp_path / "a.tif", options=opts, model_and_info=(Tight(), info)
+    )
+    predict_raster(
+        scene_path, checkpoint=None, prob_out=tmp_path / "b.tif", options=opts, model_and_info=(model, info)
+    )
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        np.testing.assert_allclose(a.read(1), b.read(1), atol=1e-6)
+    assert sizes[:3] == [16, 8, 4] and set(sizes[3:]) == {4}
+    assert "retrying with 4 images per pass" in caplog.text

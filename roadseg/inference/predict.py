@@ -80,6 +80,8 @@ class PredictOptions:
     amp: bool | None = None  # None: on for CUDA
     prob_dtype: str = "uint8"
     progress: bool = True
+    #: images (tiles x TTA views) per forward pass; None: 1 on a CPU, all of a batch on CUDA
+    max_pass: int | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ def infer_scene(
     start = time.perf_counter()
     tile_px = opts.tile_size**2
     dtype = amp_dtype(device, device.type == "cuda" if opts.amp is None else opts.amp)
+    per_pass = opts.max_pass or (CPU_PASS if device.type == "cpu" else None)
     with (
         tqdm(
             total=len(grid),
@@ -212,7 +215,7 @@ def infer_scene(
             x = info.normalization.apply(x)
             if channels_last(device):
                 x = x.contiguous(memory_format=torch.channels_last)
-            probs = predict_tta(model, x, opts.tta)[:, 0].float().cpu().numpy()
+            probs, per_pass = _predict_batch(model, x, opts.tta, per_pass)
             for (i, j, _), p in zip(batch, probs, strict=True):
                 stitcher.add(i, j, p)
             bar.update(len(batch))
@@ -220,6 +223,29 @@ def infer_scene(
             bar.set_postfix_str(f"{bar.n * tile_px / 1e6 / max(elapsed, 1e-9):.2f} Mpx/s x{n_views} views")
     stitcher.finish()
     return len(grid)
+
+
+#: images per forward pass on a CPU: one tile's views one at a time stay in cache and were the
+#: fastest for every model measured (scripts/benchmark_models.py), with the least memory
+CPU_PASS = 1
+
+
+def _predict_batch(
+    model: nn.Module, x: torch.Tensor, tta: str, per_pass: int | None
+) -> tuple[np.ndarray, int | None]:
+    """TTA probabilities of one batch of tiles, and the pass size to keep using: a CUDA
+    out-of-memory error halves the images per pass and retries (the result is the same
+    whatever the pass size)."""
+    while True:
+        try:
+            return predict_tta(model, x, tta, per_pass)[:, 0].float().cpu().numpy(), per_pass
+        except torch.cuda.OutOfMemoryError:
+            per_pass = (per_pass or x.shape[0] * len(views(tta))) // 2
+            if per_pass < 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            log.warning("out of GPU memory: retrying with %d images per pass", per_pass)
 
 
 def _fit_tile(height: int, width: int, tile: int, overlap: int, divisor: int) -> tuple[int, int]:
@@ -316,6 +342,8 @@ def _check_options(opts: PredictOptions) -> None:
         parse_gsd(opts.gsd)
     if opts.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {opts.batch_size}")
+    if opts.max_pass is not None and opts.max_pass < 1:
+        raise InputError(f"max_pass must be >= 1 image per forward pass, got {opts.max_pass}")
 
 
 def _bundled() -> Path:

@@ -43,16 +43,21 @@ def _inverse(y: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return y.flip(-1) if flip else y
 
 
-def predict_tta(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mode: str) -> torch.Tensor:
+def predict_tta(
+    model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mode: str, max_batch: int | None = None
+) -> torch.Tensor:
     """Mean sigmoid probability over the TTA views of a normalized batch ``(N, C, T, T)``.
 
-    All views of all tiles go through the model as one batch of ``N * views``.
+    The ``N * views`` images go through the model in passes of at most ``max_batch`` (None:
+    one pass). The result does not depend on it (eval-mode models treat images independently);
+    memory and, on a CPU, speed do: small passes stay in cache.
     """
     vs = views(mode)
     if any(k % 2 for k, _ in vs) and x.shape[-1] != x.shape[-2]:
         raise InputError("rotating TTA (d4) needs square tiles")
     batch = torch.cat([_forward(x, k, f) for k, f in vs]) if len(vs) > 1 else x
-    logits = model(batch).float()
+    step = batch.shape[0] if max_batch is None else max(1, max_batch)
+    logits = torch.cat([model(batch[i : i + step]).float() for i in range(0, batch.shape[0], step)])
     probs = torch.sigmoid(logits).chunk(len(vs))
     out = _inverse(probs[0], *vs[0])
     for p, (k, f) in zip(probs[1:], vs[1:], strict=True):

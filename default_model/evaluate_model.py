@@ -80,8 +80,10 @@ def validation(args: argparse.Namespace) -> dict:
         relax = max(1, round(3.0 / gsd))  # 3 m, the Massachusetts tolerance (3 px at 1 m)
         curves: dict[str, RelaxedCurve] = {}
         pixels, seconds = 0, 0.0
+        if not cfg.data.sources and gsd != info.gsd_m:
+            raise SystemExit("--gsd other than the checkpoint's needs a data.sources run (its images are resampled)")
         for i in range(len(val)):
-            k, _, _ = val.pick(i)
+            k = val.pick(i)[0] if cfg.data.sources else 0
             x, y, v = val[i]
             t0 = time.perf_counter()
             with torch.inference_mode():
@@ -89,7 +91,7 @@ def validation(args: argparse.Namespace) -> dict:
             seconds += time.perf_counter() - t0
             pixels += x.shape[1] * x.shape[2]
             levels = np.clip(np.rint(p.numpy() * 255), 0, 255).astype(np.uint8)
-            name = val.sources[k].name or f"source{k}"
+            name = (val.sources[k].name or f"source{k}") if cfg.data.sources else "data"
             for key in (name, "all"):
                 curves.setdefault(key, RelaxedCurve(relax)).update(
                     levels, y[0].numpy() > 0.5, v[0].numpy() > 0.5

@@ -70,10 +70,11 @@ def models_cmd(verbose: Verbose = False, quiet: Quiet = False) -> None:
     _setup(verbose, quiet)
     from roadseg.models import count_parameters, create_model, describe_model, list_models
 
-    typer.echo(f"{'name':<13} {'params':>9}  description")
+    width = max(len(name) for name in list_models())
+    typer.echo(f"{'name':<{width}} {'params':>9}  description")
     for name in list_models():
         n = count_parameters(create_model(name))
-        typer.echo(f"{name:<13} {n / 1e6:>8.2f}M  {describe_model(name)}")
+        typer.echo(f"{name:<{width}} {n / 1e6:>8.2f}M  {describe_model(name)}")
 
 
 @app.command("info")

@@ -111,7 +111,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint file as data (``weights_only=True``), with one-line errors."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' not found; pass --checkpoint PATH to an existing file")
+        what = "is a folder" if path.is_dir() else "not found"
+        raise CheckpointError(f"checkpoint '{path}' {what}; pass --checkpoint PATH to an existing checkpoint file")
     if path.stat().st_size == 0:
         raise CheckpointError(
             f"checkpoint '{path}' is empty (0 bytes); was the download or copy interrupted?"

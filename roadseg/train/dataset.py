@@ -54,7 +54,8 @@ def discover(cfg: DataConfig | SourceConfig) -> tuple[str, list[Sample]]:
         raise InputError("no training data: pass --data DIR (or set data.root in the config)")
     root = Path(cfg.root)
     if not root.is_dir():
-        raise InputError(f"data folder '{root}' not found")
+        what = "is a file" if root.exists() else "not found"
+        raise InputError(f"data folder '{root}' {what}; --data takes the folder that holds the training images")
     layout = cfg.layout
     if layout == "auto":
         if any(root.glob("*_sat.*")):

@@ -81,7 +81,9 @@ def validation(args: argparse.Namespace) -> dict:
         curves: dict[str, RelaxedCurve] = {}
         pixels, seconds = 0, 0.0
         if not cfg.data.sources and gsd != info.gsd_m:
-            raise SystemExit("--gsd other than the checkpoint's needs a data.sources run (its images are resampled)")
+            raise SystemExit(
+                "--gsd other than the checkpoint's needs a data.sources run (its images are resampled)"
+            )
         for i in range(len(val)):
             k = val.pick(i)[0] if cfg.data.sources else 0
             x, y, v = val[i]

@@ -112,7 +112,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "not found"
-        raise CheckpointError(f"checkpoint '{path}' {what}; pass --checkpoint PATH to an existing checkpoint file")
+        raise CheckpointError(
+            f"checkpoint '{path}' {what}; pass --checkpoint PATH to an existing checkpoint file"
+        )
     if path.stat().st_size == 0:
         raise CheckpointError(
             f"checkpoint '{path}' is empty (0 bytes); was the download or copy interrupted?"

@@ -120,7 +120,13 @@ def _short(value: Any) -> str:
 
 @app.command("predict")
 def predict_cmd(
-    scene: Annotated[Path, typer.Argument(help="Input raster (GeoTIFF, COG, VRT, JPEG, PNG), any size.")],
+    scenes: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Input raster(s) (GeoTIFF, COG, VRT, JPEG, PNG), any size; several, a folder, a glob "
+            "or @list.txt with --out-dir."
+        ),
+    ],
     out: Annotated[Path | None, typer.Option(help="Road centerlines: .geojson (EPSG:4326) or .gpkg.")] = None,
     checkpoint: Annotated[
         Path | None, typer.Option(help="Model checkpoint (roadseg or official D-LinkNet .th).")
@@ -150,6 +156,14 @@ def predict_cmd(
     ] = None,
     prob_dtype: Annotated[str, typer.Option(help="uint8 (0-255) or float32 (0-1).")] = "uint8",
     preview: Annotated[Path | None, typer.Option(help="PNG: scene, probability and road lines.")] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(help="Many scenes: <stem>.prob.tif and <stem>.roads.* here, plus manifest.csv."),
+    ] = None,
+    vector_format: Annotated[str, typer.Option(help="With --out-dir: gpkg, geojson or none.")] = "gpkg",
+    write_mask: Annotated[
+        bool, typer.Option("--write-mask", help="With --out-dir: also <stem>.mask.tif.")
+    ] = False,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
@@ -157,6 +171,29 @@ def predict_cmd(
     _setup(verbose, quiet)
     from roadseg.inference.predict import PredictOptions, predict_raster
     from roadseg.io.raster import parse_bands
+
+    if out_dir is not None or len(scenes) > 1:
+        if out_dir is None:
+            raise InputError(f"{len(scenes)} scenes need --out-dir DIR for their outputs")
+        if any(o is not None for o in (out, prob_out, mask_out, preview)):
+            raise InputError(
+                "with --out-dir, outputs are named after each scene: drop --out, --prob-out, --mask-out and --preview"
+            )
+        opts = PredictOptions(
+            tta=tta,
+            tile_size=tile_size,
+            overlap=overlap,
+            batch_size=batch_size,
+            device=device,
+            bands=parse_bands(bands),
+            threshold=threshold,
+            gsd=gsd,
+            amp=amp,
+            prob_dtype=prob_dtype,
+        )
+        _predict_many(scenes, out_dir, checkpoint, opts, vector_format, write_mask, quiet)
+        return
+    scene = scenes[0]
 
     if out is None and prob_out is None and mask_out is None and preview is None:
         raise InputError("nothing to write: give --out roads.geojson, --prob-out, --mask-out or --preview")
@@ -207,6 +244,34 @@ def predict_cmd(
             )
     if not quiet:
         _report_predict(result, vec, [prob_out, mask_out, preview])
+
+
+def _predict_many(
+    args: list[Path],
+    out_dir: Path,
+    checkpoint: Path | None,
+    opts: Any,
+    vector_format: str,
+    mask: bool,
+    quiet: bool,
+) -> None:
+    from roadseg.scenes import MANIFEST, SceneOutputs, expand_scenes, predict_many
+
+    scenes = expand_scenes(args)
+    manifest = predict_many(
+        scenes, out_dir, checkpoint=checkpoint, options=opts, outputs=SceneOutputs(vector_format, mask)
+    )
+    rows = [manifest.rows[str(s)] for s in scenes]
+    failed = [r for r in rows if r["status"] == "failed"]
+    if not quiet:
+        _echo(f"{len(rows) - len(failed)} of {len(rows)} scenes done; see {out_dir / MANIFEST}")
+    if failed:
+        print(
+            f"error: {len(failed)} of {len(rows)} scenes failed (first: {failed[0]['scene']}: {failed[0]['error']}); "
+            f"their rows in {out_dir / MANIFEST} say why; run the same command again to retry them",
+            file=sys.stderr,
+        )
+        raise typer.Exit(1)
 
 
 def _report_predict(result: Any, vec: Any, written: list[Path | None]) -> None:

@@ -33,8 +33,12 @@ def test_bundled_model_on_heldout_massachusetts(tmp_path, shared_data):
     for image in sorted((test / "images").glob("*.jpg")):
         with rasterio.open(image) as ds:
             data = ds.read([1, 2, 3])
-        scene = write_raster(tmp_path / f"{image.stem}.tif", data, crs="EPSG:32619",
-                             transform=Affine(1, 0, 300000, 0, -1, 4700000))  # fmt: skip
+        scene = write_raster(
+            tmp_path / f"{image.stem}.tif",
+            data,
+            crs="EPSG:32619",
+            transform=Affine(1, 0, 300000, 0, -1, 4700000),
+        )
         predict_raster(scene, checkpoint=None, prob_out=tmp_path / "pred" / f"{image.stem}.tif", options=opts)
     res = evaluate(tmp_path / "pred", test / "labels", relax_px=3)
     assert len(res.rows) == 6

@@ -300,8 +300,15 @@ def test_bad_inputs(tmp_path, scene_path):
 
 def test_output_is_the_same_whatever_the_pass_size(tmp_path, scene_path, varied_checkpoint):
     def run(name, max_pass):
-        opts = PredictOptions(tile_size=64, overlap=16, tta="d4", batch_size=3, progress=False,
-                              prob_dtype="float32", max_pass=max_pass)  # fmt: skip
+        opts = PredictOptions(
+            tile_size=64,
+            overlap=16,
+            tta="d4",
+            batch_size=3,
+            progress=False,
+            prob_dtype="float32",
+            max_pass=max_pass,
+        )
         predict_raster(scene_path, checkpoint=varied_checkpoint, prob_out=tmp_path / name, options=opts)
         with rasterio.open(tmp_path / name) as ds:
             return ds.read(1)
@@ -326,8 +333,9 @@ def test_out_of_gpu_memory_halves_the_pass_and_retries(tmp_path, scene_path, var
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
             return model(x)
 
-    opts = PredictOptions(tile_size=64, overlap=16, tta="d4", batch_size=2, progress=False, prob_dtype="float32",
-                          max_pass=16)  # fmt: skip
+    opts = PredictOptions(
+        tile_size=64, overlap=16, tta="d4", batch_size=2, progress=False, prob_dtype="float32", max_pass=16
+    )
     predict_raster(
         scene_path, checkpoint=None, prob_out=tmp_path / "a.tif", options=opts, model_and_info=(Tight(), info)
     )

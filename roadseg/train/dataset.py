@@ -55,7 +55,9 @@ def discover(cfg: DataConfig | SourceConfig) -> tuple[str, list[Sample]]:
     root = Path(cfg.root)
     if not root.is_dir():
         what = "is a file" if root.exists() else "not found"
-        raise InputError(f"data folder '{root}' {what}; --data takes the folder that holds the training images")
+        raise InputError(
+            f"data folder '{root}' {what}; --data takes the folder that holds the training images"
+        )
     layout = cfg.layout
     if layout == "auto":
         if any(root.glob("*_sat.*")):

@@ -1,0 +1,106 @@
+"""Many scenes in one run: outputs per scene, a manifest, failures recorded, resume."""
+
+import csv
+
+import rasterio
+from affine import Affine
+from conftest import road_image, write_raster
+
+from roadseg.cli import main
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return {r["scene"].rsplit("/", 1)[-1]: r for r in csv.DictReader(f)}
+
+
+def _setup(tmp_path):
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    for i in range(2):
+        write_raster(
+            tiles / f"t{i}.tif",
+            road_image(96, 96, seed=i),
+            transform=Affine(0.5, 0, 500000 + 48 * i, 0, -0.5, 4000000),
+        )
+    (tiles / "broken.tif").write_bytes((tiles / "t0.tif").read_bytes()[:3000])
+    extra = write_raster(
+        tmp_path / "extra.tif", road_image(64, 64, seed=5), transform=Affine(0.5, 0, 0, 0, -0.5, 0)
+    )
+    (tmp_path / "list.txt").write_text(f"# scenes\n{extra.name}\n")
+    return tiles
+
+
+def test_many_scenes_write_outputs_and_a_manifest_and_go_on_after_a_failure(
+    tmp_path, varied_checkpoint, capsys
+):
+    tiles = _setup(tmp_path)
+    out = tmp_path / "out"
+    argv = [
+        "predict",
+        str(tiles),
+        f"@{tmp_path / 'list.txt'}",
+        "--out-dir",
+        str(out),
+        "--checkpoint",
+        str(varied_checkpoint),
+        "--tile-size",
+        "64",
+        "--overlap",
+        "16",
+        "--tta",
+        "none",
+        "-q",
+    ]
+    assert main(argv) == 1  # one scene failed: non-zero at the end, after the others
+    err = capsys.readouterr().err
+    assert "1 of 4 scenes failed" in err and "broken.tif" in err and len(err.strip().splitlines()) == 1
+    rows = _rows(out / "manifest.csv")
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "t0.tif": "done",
+        "t1.tif": "done",
+        "extra.tif": "done",
+        "broken.tif": "failed",
+    }
+    assert "broken.tif" in rows["broken.tif"]["error"] and float(rows["t0.tif"]["megapixels"]) > 0
+    for stem in ("t0", "t1", "extra"):
+        with rasterio.open(out / f"{stem}.prob.tif") as ds:
+            assert ds.shape in ((96, 96), (64, 64))
+        assert (out / f"{stem}.roads.gpkg").is_file()
+    assert not list(out.glob("broken.*")) and not list(out.glob(".*"))  # nothing half-written
+    # run again: done scenes are skipped (their files untouched), the failed one is tried again
+    stamp = (out / "t0.prob.tif").stat().st_mtime_ns
+    (tiles / "broken.tif").write_bytes((tiles / "t1.tif").read_bytes())  # the user fixed it
+    assert main(argv) == 0
+    assert (out / "t0.prob.tif").stat().st_mtime_ns == stamp
+    assert {r["status"] for r in _rows(out / "manifest.csv").values()} == {"done"}
+
+
+def test_many_scenes_checks(tmp_path, varied_checkpoint, capsys):
+    tiles = _setup(tmp_path)
+    (tmp_path / "b").mkdir()
+    write_raster(tmp_path / "b" / "t0.tif", road_image(32, 32))
+    base = ["--checkpoint", str(varied_checkpoint), "-q"]
+    cases = [
+        ([str(tiles / "t0.tif"), str(tiles / "t1.tif"), *base], "need --out-dir"),
+        (
+            [str(tiles), "--out-dir", str(tmp_path / "o"), "--prob-out", str(tmp_path / "p.tif"), *base],
+            "drop --out",
+        ),
+        (
+            [str(tiles / "t0.tif"), str(tmp_path / "b" / "t0.tif"), "--out-dir", str(tmp_path / "o"), *base],
+            "unique",
+        ),
+        ([str(tmp_path / "nothing*.tif"), "--out-dir", str(tmp_path / "o"), *base], "no file matches"),
+        ([f"@{tmp_path / 'nope.txt'}", "--out-dir", str(tmp_path / "o"), *base], "nope.txt"),
+        ([str(tiles), "--out-dir", str(tmp_path / "o"), "--vector-format", "shp", *base], "--vector-format"),
+        ([str(tiles / "t0.tif"), "--out-dir", str(tiles), "--vector-format", "none", *base], None),
+    ]
+    for argv, message in cases:
+        rc = main(["predict", *argv])
+        err = capsys.readouterr().err
+        if message is None:  # writing next to the inputs is fine: the names differ from every input
+            assert rc == 0, err
+        else:
+            assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert not (tmp_path / "o").exists()

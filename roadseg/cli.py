@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click import ClickException
 
 from roadseg.errors import InputError, RoadsegError
-from roadseg.io.paths import check_outputs
+from roadseg.io.paths import check_outputs, with_styles
 
 app = typer.Typer(
     name="roadseg",
@@ -164,6 +164,9 @@ def predict_cmd(
     write_mask: Annotated[
         bool, typer.Option("--write-mask", help="With --out-dir: also <stem>.mask.tif.")
     ] = False,
+    style: Annotated[
+        bool, typer.Option("--style/--no-style", help="QGIS style sidecars (NAME.qml) beside outputs.")
+    ] = True,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
@@ -190,6 +193,7 @@ def predict_cmd(
             gsd=gsd,
             amp=amp,
             prob_dtype=prob_dtype,
+            style=style,
         )
         _predict_many(scenes, out_dir, checkpoint, opts, vector_format, write_mask, quiet)
         return
@@ -197,14 +201,14 @@ def predict_cmd(
 
     if out is None and prob_out is None and mask_out is None and preview is None:
         raise InputError("nothing to write: give --out roads.geojson, --prob-out, --mask-out or --preview")
+    outputs = {
+        "--out": (out, "vector"),
+        "--prob-out": (prob_out, "geotiff"),
+        "--mask-out": (mask_out, "geotiff"),
+    }
     check_outputs(
         {"scene": scene, "--checkpoint": checkpoint},
-        {
-            "--out": (out, "vector"),
-            "--prob-out": (prob_out, "geotiff"),
-            "--mask-out": (mask_out, "geotiff"),
-            "--preview": (preview, "png"),
-        },
+        {**with_styles(outputs, style), "--preview": (preview, "png")},
     )
     if out is not None:  # fail before inference, not after
         from roadseg.io.raster import open_raster
@@ -224,6 +228,7 @@ def predict_cmd(
         amp=amp,
         prob_dtype=prob_dtype,
         progress=not quiet,
+        style=style,
     )
     with _prob_target(prob_out, out or preview) as prob_path:
         result = predict_raster(
@@ -234,7 +239,7 @@ def predict_cmd(
             from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
 
             vec = vectorize_raster(
-                prob_path, out, VectorizeOptions(threshold=result.threshold, progress=not quiet)
+                prob_path, out, VectorizeOptions(threshold=result.threshold, progress=not quiet, style=style)
             )
         if preview is not None:
             from roadseg.preview import render_preview
@@ -323,6 +328,9 @@ def vectorize_cmd(
     preview: Annotated[
         Path | None, typer.Option(help="PNG: the raster with the road lines drawn over it.")
     ] = None,
+    style: Annotated[
+        bool, typer.Option("--style/--no-style", help="A QGIS style sidecar (NAME.qml) beside --out.")
+    ] = True,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
@@ -340,8 +348,11 @@ def vectorize_cmd(
         geometry=geometry,
         pixel_coords=pixel_coords,
         progress=not quiet,
+        style=style,
     )
-    check_outputs({"raster": raster}, {"--out": (out, "vector"), "--preview": (preview, "png")})
+    check_outputs(
+        {"raster": raster}, {**with_styles({"--out": (out, "vector")}, style), "--preview": (preview, "png")}
+    )
     res = vectorize_raster(raster, out, opts)
     if preview is not None:
         from roadseg.preview import render_preview

@@ -20,7 +20,8 @@ from typing import Any
 
 from roadseg.errors import InputError, RoadsegError
 from roadseg.io.atomic import atomic_path
-from roadseg.io.paths import RASTER_SUFFIXES, check_outputs
+from roadseg.io.paths import RASTER_SUFFIXES, check_outputs, with_styles
+from roadseg.io.styles import remove_style
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +131,10 @@ def predict_many(
         raise InputError(f"--vector-format must be gpkg, geojson or none, got '{outputs.vector_format}'")
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = {f"scene '{s}'": s for s in scenes}
+    kinds = {"prob": "geotiff", "mask": "geotiff", "roads": "vector"}
     for scene in scenes:
-        kinds = {"prob": "geotiff", "mask": "geotiff", "roads": "vector"}
-        check_outputs(
-            inputs,
-            {f"{k} of '{scene.name}'": (p, kinds[k]) for k, p in outputs.paths(out_dir, scene).items()},
-        )
+        named = {f"{k} of '{scene.name}'": (p, kinds[k]) for k, p in outputs.paths(out_dir, scene).items()}
+        check_outputs(inputs, with_styles(named, options.style))
     model_and_info = load_model(checkpoint or default_checkpoint())
     manifest = Manifest.read(out_dir / MANIFEST)
     opts = replace(options, progress=False)
@@ -157,9 +156,8 @@ def predict_many(
             )
             km = None
             if "roads" in paths:
-                vec = vectorize_raster(
-                    paths["prob"], paths["roads"], VectorizeOptions(threshold=res.threshold, progress=False)
-                )
+                vopts = VectorizeOptions(threshold=res.threshold, progress=False, style=options.style)
+                vec = vectorize_raster(paths["prob"], paths["roads"], vopts)
                 km = None if vec.total_length_m is None else vec.total_length_m / 1000
             row.update(
                 status="done",
@@ -171,6 +169,7 @@ def predict_many(
         except (RoadsegError, OSError) as exc:  # this scene is bad; the others may not be
             for p in paths.values():  # no output of a failed scene survives, not even one of two
                 p.unlink(missing_ok=True)
+                remove_style(p)
             row.update(status="failed", error=" ".join(str(exc).split())[:500])
         row["seconds"] = round(time.perf_counter() - start, 2)
         manifest.record(row)

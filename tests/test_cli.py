@@ -133,7 +133,12 @@ def test_predict_out_writes_road_vectors(tmp_path, scene_path, tiny_checkpoint, 
     data = json.loads(out.read_text())
     assert data["type"] == "FeatureCollection"
     # only the requested file is left: the temporary probability raster is gone
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["roads.geojson", "scene.tif", "tiny.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "roads.geojson",
+        "roads.qml",
+        "scene.tif",
+        "tiny.pt",
+    ]
     assert "road lines" in capsys.readouterr().err
 
 

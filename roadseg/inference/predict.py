@@ -50,6 +50,7 @@ from roadseg.io.raster import (
     select_bands,
     valid_mask,
 )
+from roadseg.io.styles import write_style
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class PredictOptions:
     progress: bool = True
     #: images (tiles x TTA views) per forward pass; None: 1 on a CPU, all of a batch on CUDA
     max_pass: int | None = None
+    #: write a QGIS style sidecar (NAME.qml) beside each raster
+    style: bool = True
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,9 @@ def predict_raster(
                         src, target_gsd, model, info, bands, final_sink, opts, device, outs[0]
                     )
             paths = {k: w.close() for k, w in writers.items()}
+            if opts.style:
+                for key, path in paths.items():
+                    write_style(path, "mask" if key == "mask" else f"probability_{opts.prob_dtype}")
             seconds = time.perf_counter() - start
         except BaseException:
             for w in writers.values():

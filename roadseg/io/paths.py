@@ -22,8 +22,15 @@ OUTPUT_SUFFIXES = {
     "vector": (".geojson", ".gpkg"),
     "png": (".png",),
     "csv": (".csv",),
+    "qml": (".qml",),
 }
-_FORMATS = {"geotiff": "a GeoTIFF", "vector": "GeoJSON or GeoPackage", "png": "a PNG picture", "csv": "CSV"}
+_FORMATS = {
+    "geotiff": "a GeoTIFF",
+    "vector": "GeoJSON or GeoPackage",
+    "png": "a PNG picture",
+    "csv": "CSV",
+    "qml": "a QGIS style",
+}
 
 
 def _real(path: Path) -> str:
@@ -60,6 +67,18 @@ def check_outputs(
         if real in seen:
             raise InputError(f"{seen[real]} and {name} both name '{path}'; give each output its own file")
         seen[real] = name
+
+
+def with_styles(
+    outputs: Mapping[str, tuple[Path | None, str]], style: bool
+) -> dict[str, tuple[Path | None, str]]:
+    """``outputs`` plus the QGIS style sidecar (NAME.qml) of each raster and vector output."""
+    out = dict(outputs)
+    if style:
+        for name, (path, kind) in outputs.items():
+            if path is not None and kind in ("geotiff", "vector"):
+                out[f"the style of {name}"] = (path.with_suffix(".qml"), "qml")
+    return out
 
 
 def check_run_folder(run_dir: Path, data_roots: list[Path]) -> None:

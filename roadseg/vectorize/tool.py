@@ -28,6 +28,7 @@ from roadseg.errors import InputError
 from roadseg.io.atomic import check_output_path
 from roadseg.io.kinds import road_raster_kind
 from roadseg.io.raster import has_invalid_pixels, open_raster, pixel_size_m
+from roadseg.io.styles import write_style
 from roadseg.vectorize import graph as G
 from roadseg.vectorize.geo import (
     areas_m2,
@@ -64,6 +65,7 @@ class VectorizeOptions:
     pixel_size_m: float | None = None  # for rasters without a CRS
     workers: int = 0  # processes for the blocks; 0: one per core (up to the block count)
     progress: bool = True
+    style: bool = True  # write a QGIS style sidecar (NAME.qml) beside the output
 
     def __post_init__(self) -> None:
         if self.threshold is not None and not 0 < self.threshold < 1:
@@ -210,6 +212,8 @@ def vectorize_raster(
         warnings.warn(f"no roads found in '{raster}' ({what}); writing an empty layer", stacklevel=2)
     gtype = "Polygon" if opts.geometry == "polygon" else "LineString"
     written = write_vectors(out, geoms, columns, crs=crs, geometry_type=gtype, pixel_coords=opts.pixel_coords)
+    if opts.style:
+        write_style(written, "lines" if opts.geometry == "line" else "polygons")
     return VectorizeResult(written, len(geoms), n_comp, total, time.perf_counter() - start, geoms)
 
 

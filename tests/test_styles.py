@@ -1,0 +1,127 @@
+"""QGIS style sidecars beside every output, and QGIS itself applying them (where installed)."""
+
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from roadseg.cli import main
+from roadseg.io.styles import KINDS, _template, sidecar
+
+
+def _predict(tmp_path, scene, ckpt, *extra):
+    argv = [
+        "predict",
+        str(scene),
+        "--checkpoint",
+        str(ckpt),
+        "--tile-size",
+        "64",
+        "--overlap",
+        "16",
+        "--tta",
+        "none",
+    ]
+    return main([*argv, *extra, "-q"])
+
+
+def test_every_output_gets_its_style(tmp_path, scene_path, varied_checkpoint):
+    out = tmp_path / "o"
+    out.mkdir()
+    rc = _predict(
+        tmp_path,
+        scene_path,
+        varied_checkpoint,
+        "--out",
+        str(out / "roads.gpkg"),
+        "--prob-out",
+        str(out / "prob.tif"),
+        "--mask-out",
+        str(out / "mask.tif"),
+    )
+    assert rc == 0
+    assert (out / "prob.qml").read_bytes() == _template("probability_uint8")
+    assert (out / "mask.qml").read_bytes() == _template("mask")
+    assert (out / "roads.qml").read_bytes() == _template("lines")
+    assert b'name="expression"' in _template("lines") and b"mean_prob" in _template("lines")
+
+
+def test_a_users_own_style_is_kept_and_no_style_writes_none(tmp_path, scene_path, varied_checkpoint):
+    mine = tmp_path / "prob.qml"
+    mine.write_text("<qgis>my colours</qgis>")
+    assert _predict(tmp_path, scene_path, varied_checkpoint, "--prob-out", str(tmp_path / "prob.tif")) == 0
+    assert mine.read_text() == "<qgis>my colours</qgis>"
+    assert (
+        _predict(tmp_path, scene_path, varied_checkpoint, "--mask-out", str(tmp_path / "m.tif"), "--no-style")
+        == 0
+    )
+    assert not (tmp_path / "m.qml").exists()
+
+
+def test_two_outputs_whose_styles_collide_are_refused(tmp_path, scene_path, varied_checkpoint, capsys):
+    rc = _predict(
+        tmp_path,
+        scene_path,
+        varied_checkpoint,
+        "--out",
+        str(tmp_path / "r.gpkg"),
+        "--prob-out",
+        str(tmp_path / "r.tif"),
+    )
+    assert rc == 2 and "r.qml" in capsys.readouterr().err
+    assert not list(tmp_path.glob("r.*"))
+
+
+QGIS_PYTHON = shutil.which("python3", path="/usr/bin")
+
+
+def _has_qgis() -> bool:
+    if QGIS_PYTHON is None:
+        return False
+    return (
+        subprocess.run([QGIS_PYTHON, "-c", "import qgis.core"], check=False, capture_output=True).returncode
+        == 0
+    )
+
+
+@pytest.mark.skipif(not _has_qgis(), reason="QGIS (Debian's python3-qgis) is not installed")
+def test_qgis_applies_the_sidecars(tmp_path, scene_path, varied_checkpoint):
+    assert (
+        _predict(
+            tmp_path,
+            scene_path,
+            varied_checkpoint,
+            "--out",
+            str(tmp_path / "roads.gpkg"),
+            "--prob-out",
+            str(tmp_path / "prob.tif"),
+            "--mask-out",
+            str(tmp_path / "mask.tif"),
+        )
+        == 0
+    )
+    script = textwrap.dedent(f"""
+        from qgis.core import QgsApplication, QgsRasterLayer, QgsVectorLayer
+        app = QgsApplication([], False); app.initQgis()
+        p = QgsRasterLayer("{tmp_path / "prob.tif"}", "p"); m = QgsRasterLayer("{tmp_path / "mask.tif"}", "m")
+        v = QgsVectorLayer("{tmp_path / "roads.gpkg"}", "v", "ogr")
+        for layer in (p, m, v):
+            msg, ok = layer.loadDefaultStyle()  # what QGIS does when a user adds the layer
+            assert ok, msg
+        print(p.renderer().type(), m.renderer().type(), v.renderer().type(),
+              v.renderer().symbol().symbolLayerCount())
+    """)
+    env = {"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run(
+        [QGIS_PYTHON, "-c", script], check=False, capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["singlebandpseudocolor", "paletted", "singleSymbol", "2"]
+
+
+def test_templates_are_shipped():
+    for kind in KINDS:
+        assert _template(kind).startswith(b"<!DOCTYPE qgis")
+    assert sidecar("a/b.prob.tif") == Path("a/b.prob.qml")

@@ -667,3 +667,33 @@ def test_multi_source_training_smoke(tmp_path):
 def test_multi_source_config_errors(sets, match):
     with pytest.raises(ConfigError, match=match):
         load_config(None, sets)
+
+
+def test_resuming_a_cosine_run_with_other_epochs_replans_its_end(tmp_path, monkeypatch):
+    """Cut short (a time limit) or extended, the lr goes on from where it was and ends at min_lr."""
+    data = make_deepglobe(tmp_path / "dg", n=9)  # 8 train samples, batch 2: 4 steps per epoch
+    sets = {"optim.schedule": "cosine", "optim.lr": 0.01, "optim.min_lr": 1e-4}
+    real, calls = engine_mod.bce_dice_loss, {"n": 0}
+
+    def stopped_in_epoch_3(*args, **kwargs):  # 4 training + 1 validation call per epoch
+        calls["n"] += 1
+        if calls["n"] == 11:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine_mod, "bce_dice_loss", stopped_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_cfg(data, epochs=10, **sets), tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    lr_before = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["optimizer"][
+        "param_groups"
+    ][0]["lr"]
+    assert lr_before > 0.008  # 2 of 10 planned epochs: still high
+    rows = []
+    for epochs in (3, 5):  # shortened from the planned 10 to 3, then extended to 5
+        fit(tiny_cfg(data, epochs=epochs, **sets), tmp_path / "run", resume=True, progress=False)
+        rows = _rows(tmp_path / "run")
+        assert abs(float(rows[-1]["lr"]) - 1e-4) < 1e-9  # annealed at the new last epoch
+    lrs = [float(r["lr"]) for r in rows]
+    assert lrs[1] < lrs[0] and lrs[2] == pytest.approx(1e-4)  # no jump, down to min_lr
+    assert lrs[3] <= lrs[2] * 1.0001  # extended: it stays at the floor instead of climbing back

@@ -227,7 +227,27 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool) -> Run:
         run.start_epoch, run.start_step = ts["epoch"], ts["step_in_epoch"]
         run.global_step, run.best_iou = ts["global_step"], ts["best_iou"]
         set_rng_state(ts["rng"])
+        if cfg.optim.schedule == "cosine" and cfg.epochs != state["meta"]["config"]["epochs"]:
+            run.sched = _replanned_cosine(run)
     return run
+
+
+def _replanned_cosine(run: Run) -> Any:
+    """A cosine run resumed with another ``--epochs``: the lr goes on from where it is, down a new
+    half cosine to ``min_lr`` at the new last step (a run cut short by a time limit still ends
+    annealed; a longer one does not jump back up)."""
+    done = run.start_epoch * run.steps_per_epoch + run.start_step
+    remaining = max(run.cfg.epochs * run.steps_per_epoch - done, 1)
+    for group in run.opt.param_groups:
+        group["initial_lr"] = group["lr"]  # the new cosine starts at the current lr
+    log.info(
+        "cosine re-planned for %d epochs: lr %.2e -> %.2e over %d steps",
+        run.cfg.epochs,
+        run.opt.param_groups[0]["lr"],
+        run.cfg.optim.min_lr,
+        remaining,
+    )
+    return torch.optim.lr_scheduler.CosineAnnealingLR(run.opt, T_max=remaining, eta_min=run.cfg.optim.min_lr)
 
 
 def _saved_state(run_dir: Path) -> dict[str, Any]:

@@ -49,7 +49,10 @@ def road_raster_kind(ds: Any) -> RoadRasterKind:
         )
     if dtype.kind not in "uif":
         raise InputError(f"'{name}' holds {dtype} values; expected a road probability or mask raster")
-    tagged = ds.tags().get(KIND_TAG) == "probability"
+    tag = ds.tags().get(KIND_TAG)  # roadseg's own outputs: no need to read them twice
+    if tag in ("probability", "mask") and ds.count == 1:
+        scale = 1.0 if dtype.kind == "f" or tag == "mask" else 255.0
+        return RoadRasterKind(scale, tag == "probability")
     lo, hi, seen = np.inf, -np.inf, set()
     for _, win in ds.block_windows(1):
         block = ds.read(1, window=win, masked=True).compressed()
@@ -75,8 +78,6 @@ def road_raster_kind(ds: Any) -> RoadRasterKind:
             f"'{name}' holds values from {lo:g} to {hi:g} ({dtype}); expected a probability 0-255 or a "
             "0/1 or 0/255 mask (a 16-bit scene? run roadseg predict on it first)"
         )
-    if tagged:
-        return RoadRasterKind(255.0, True)
     if hi <= 1:
         return RoadRasterKind(1.0, False)
     if seen <= {0, 255} and _only(ds, (0, 255)):

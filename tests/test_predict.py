@@ -63,7 +63,7 @@ def test_outputs_keep_grid_and_match_pixelwise_model(tmp_path, scene_path):
         np.testing.assert_allclose(prob, _expected(src.read()), atol=1e-5)
         np.testing.assert_array_equal(m.read(1), (prob >= 0.5).astype(np.uint8))
         assert m.read(1).sum() > 0
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.tif", "p.tif", "scene.tif"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.qml", "m.tif", "p.qml", "p.tif", "scene.tif"]
 
 
 def test_uint8_probability_scaling(tmp_path, scene_path):
@@ -344,5 +344,6 @@ def test_out_of_gpu_memory_halves_the_pass_and_retries(tmp_path, scene_path, var
     )
     with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
         np.testing.assert_allclose(a.read(1), b.read(1), atol=1e-6)
+    sizes = [n for n in sizes if n > 1]  # batch-1 calls: prepare_model checking its BatchNorm folding
     assert sizes[:3] == [16, 8, 4] and set(sizes[3:]) == {4}
     assert "retrying with 4 images per pass" in caplog.text

@@ -79,7 +79,7 @@ class SameConv2d(nn.Conv2d):
         ph = max((math.ceil(h / s) - 1) * s + k - h, 0)
         pw = max((math.ceil(w / s) - 1) * s + k - w, 0)
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
-        return F.conv2d(x, self.weight, None, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

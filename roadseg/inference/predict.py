@@ -36,7 +36,6 @@ from roadseg.errors import InputError
 from roadseg.inference.stitch import StripStitcher
 from roadseg.inference.tiling import TileGrid, check_tiling, plan_tiles
 from roadseg.inference.tta import predict_tta, views
-from roadseg.models.fuse import fold_batchnorm
 from roadseg.io.atomic import check_output_path
 from roadseg.io.kinds import KIND_TAG
 from roadseg.io.raster import (
@@ -52,6 +51,7 @@ from roadseg.io.raster import (
     valid_mask,
 )
 from roadseg.io.styles import write_style
+from roadseg.models.fuse import fold_batchnorm
 
 log = logging.getLogger(__name__)
 

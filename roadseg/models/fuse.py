@@ -9,6 +9,7 @@ pass is memory-bound, about a fifth of an EfficientNet-Lite D-LinkNet's time
 from __future__ import annotations
 
 import copy
+import itertools
 
 import torch
 from torch import nn
@@ -33,8 +34,7 @@ def fold_batchnorm(model: nn.Module, *, check_size: int = 64) -> nn.Module:
     folded = copy.deepcopy(model)
     with torch.no_grad():
         for parent in folded.modules():
-            children = list(parent.named_children())
-            for (_, conv), (bn_name, bn) in zip(children, children[1:], strict=False):
+            for (_, conv), (bn_name, bn) in itertools.pairwise(parent.named_children()):
                 if (
                     isinstance(conv, _CONVS)
                     and isinstance(bn, nn.BatchNorm2d)

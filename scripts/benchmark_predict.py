@@ -58,7 +58,7 @@ def child(args: argparse.Namespace) -> dict:
 
     from roadseg.checkpoint import save_model
     from roadseg.devices import amp_dtype, autocast, resolve_device
-    from roadseg.inference.predict import PredictOptions, predict_raster, prepare_model
+    from roadseg.inference.predict import CPU_PASS, PredictOptions, predict_raster, prepare_model
     from roadseg.inference.tiling import plan_tiles
     from roadseg.inference.tta import predict_tta
     from roadseg.models import create_model
@@ -79,17 +79,18 @@ def child(args: argparse.Namespace) -> dict:
         model = prepare_model(model, device)
         n_tiles = len(plan_tiles(size, size, args.tile, args.overlap))
         batch = torch.randint(0, 255, (args.batch, 3, args.tile, args.tile), dtype=torch.uint8)
-        # model only: ready batches on the device, same tile count, TTA and normalization
+        # model only: ready batches on the device, same tile count, TTA, passes and normalization
         dtype = amp_dtype(device, device.type == "cuda" if args.amp is None else args.amp)
         with torch.inference_mode(), autocast(device, dtype):
             x = IMAGENET.apply(batch.to(device)).contiguous(memory_format=torch.channels_last)
-            predict_tta(model, x, args.tta)  # warm-up
+            per_pass = CPU_PASS if device.type == "cpu" else None  # as predict runs it
+            predict_tta(model, x, args.tta, per_pass)  # warm-up
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
             done = 0
             while done < n_tiles:
-                p = predict_tta(model, x, args.tta)[:, 0].float().cpu().numpy()
+                p = predict_tta(model, x, args.tta, per_pass)[:, 0].float().cpu().numpy()
                 done += args.batch
             model_s = (time.perf_counter() - t0) * n_tiles / done
         opts = PredictOptions(

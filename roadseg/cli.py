@@ -311,7 +311,12 @@ def _prob_target(prob_out: Path | None, out: Path | None) -> Iterator[Path | Non
 
 @app.command("vectorize")
 def vectorize_cmd(
-    raster: Annotated[Path, typer.Argument(help="Road probability (0-255 or 0-1) or 0/1 mask raster.")],
+    rasters: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Road probability (0-255 or 0-1) or 0/1 mask raster(s); several on one grid: one network."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Output: .geojson (EPSG:4326) or .gpkg (raster's CRS).")],
     threshold: Annotated[float | None, typer.Option(help="Probability threshold 0-1 (default 0.5).")] = None,
     min_length_m: Annotated[float, typer.Option(help="Drop networks shorter than this (m).")] = 20.0,
@@ -351,18 +356,35 @@ def vectorize_cmd(
         style=style,
     )
     check_outputs(
-        {"raster": raster}, {**with_styles({"--out": (out, "vector")}, style), "--preview": (preview, "png")}
+        {f"raster '{r}'": r for r in rasters},
+        {**with_styles({"--out": (out, "vector")}, style), "--preview": (preview, "png")},
     )
-    res = vectorize_raster(raster, out, opts)
-    if preview is not None:
-        from roadseg.preview import render_preview
+    with _mosaic(rasters, out) as raster:
+        res = vectorize_raster(raster, out, opts)
+        if preview is not None:
+            from roadseg.preview import render_preview
 
-        render_preview(preview, scene=None, prob=raster, lines=res.geoms if opts.geometry == "line" else None)
+            render_preview(
+                preview, scene=None, prob=raster, lines=res.geoms if opts.geometry == "line" else None
+            )
     if not quiet:
         total = "" if res.total_length_m is None else f", {res.total_length_m / 1000:.2f} km"
         _echo(
             f"wrote {res.path}: {res.features} features in {res.components} networks{total} ({res.seconds:.1f} s)"
         )
+
+
+@contextlib.contextmanager
+def _mosaic(rasters: list[Path], out: Path) -> Iterator[Path]:
+    """One raster as it is; several as a temporary VRT mosaic beside the output."""
+    if len(rasters) == 1:
+        yield rasters[0]
+        return
+    from roadseg.io.atomic import check_output_path
+    from roadseg.io.mosaic import write_mosaic
+
+    with tempfile.TemporaryDirectory(dir=check_output_path(out).parent, prefix=".roadseg-") as tmp:
+        yield write_mosaic(rasters, Path(tmp) / "mosaic.vrt")
 
 
 @app.command("train")

@@ -197,3 +197,49 @@ def test_lines_fall_on_labelled_roads(tmp_path, shared_data):
     tpts = shapely.get_coordinates(shapely.segmentize(truth_u.geometry.values, 1.0))
     covered = shapely.distance(shapely.points(tpts), pred_union) < 3.0
     assert covered.mean() > 0.9
+
+
+def test_pieces_of_a_scene_give_the_whole_scene_network(tmp_path):
+    """A scene cut into 4 adjacent GeoTIFFs: vectorizing the pieces together gives the same
+    network as the whole (roads crossing the cuts stay single lines with shared junctions)."""
+    import geopandas as gpd
+    from affine import Affine
+    from conftest import write_raster
+
+    from roadseg.cli import main
+
+    m = np.zeros((400, 500), np.uint8)
+    m[100:106, 20:480] = 255  # a road crossing the vertical cut
+    m[20:380, 240:246] = 255  # one crossing the horizontal cut, meeting it at a junction
+    m[300:306, 100:450] = 255
+    t = Affine(0.5, 0, 500000, 0, -0.5, 4000000)
+    write_raster(tmp_path / "whole.tif", m, transform=t)
+    cuts = [(0, 0, 230, 260), (0, 260, 230, 500), (230, 0, 400, 260), (230, 260, 400, 500)]
+    pieces = []
+    for i, (r0, c0, r1, c1) in enumerate(cuts):
+        pieces.append(
+            write_raster(tmp_path / f"p{i}.tif", m[r0:r1, c0:c1], transform=t * Affine.translation(c0, r0))
+        )
+    assert main(["vectorize", str(tmp_path / "whole.tif"), "--out", str(tmp_path / "whole.gpkg"), "-q"]) == 0
+    assert main(["vectorize", *map(str, pieces), "--out", str(tmp_path / "pieces.gpkg"), "-q"]) == 0
+    whole, parts = gpd.read_file(tmp_path / "whole.gpkg"), gpd.read_file(tmp_path / "pieces.gpkg")
+    assert len(parts) == len(whole) and parts.length.sum() == pytest.approx(whole.length.sum(), rel=0.005)
+    assert whole.geometry.union_all().equals_exact(parts.geometry.union_all(), 1e-6)
+    assert not list(tmp_path.glob(".roadseg-*"))
+
+
+def test_pieces_in_two_crss_are_refused(tmp_path, capsys):
+    from affine import Affine
+    from conftest import write_raster
+
+    from roadseg.cli import main
+
+    a = write_raster(tmp_path / "a.tif", np.zeros((64, 64), np.uint8), transform=Affine(1, 0, 0, 0, -1, 0))
+    b = write_raster(
+        tmp_path / "b.tif",
+        np.zeros((64, 64), np.uint8),
+        crs="EPSG:32634",
+        transform=Affine(1, 0, 64, 0, -1, 0),
+    )
+    assert main(["vectorize", str(a), str(b), "--out", str(tmp_path / "r.gpkg"), "-q"]) == 2
+    assert "one CRS" in capsys.readouterr().err and not (tmp_path / "r.gpkg").exists()

@@ -9,8 +9,8 @@ probability 0.5 of the exported model is probability T of the trained one: the p
 raster, the preview and a plain 0.5 threshold then all show the chosen operating point (a model
 trained on labels that miss many roads ranks well but puts its breakeven far below 0.5).
 ``--gsd`` records the ground sample distance predict resamples scenes to (chosen on validation
-by ``evaluate_model.py val --gsd ...``). Half precision halves the file; ``load_model`` computes
-in float32.
+by ``evaluate_model.py val --gsd ...``). Half precision halves the file (BatchNorm statistics stay float32: their variances can pass
+float16's 65504); ``load_model`` computes in float32.
 """
 
 from __future__ import annotations
@@ -57,7 +57,12 @@ def main() -> None:
             head.bias += shift
         meta["calibration"] = {"operating_point": t, "logit_shift": shift}
         args.threshold = 0.5
-    model.half()
+    halved = 0
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        # BatchNorm variances reach 1e5 here: past float16's 65504, so they stay float32
+        if t.is_floating_point() and "running_" not in name and float(t.detach().abs().max()) < 6e4:
+            t.data = t.data.half()
+            halved += t.numel()
     path = save_model(
         model,
         args.out,
@@ -69,7 +74,8 @@ def main() -> None:
         **meta,
     )
     state = torch.load(path, weights_only=True)["state_dict"]
-    assert all(v.dtype != torch.float32 for v in state.values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    assert halved > 0.95 * sum(v.numel() for v in state.values() if v.is_floating_point())
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
 
 

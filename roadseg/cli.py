@@ -104,7 +104,7 @@ def info_cmd(
         ("parameters", f"{count_parameters(model):,}"),
         ("input channels", str(info.in_channels)),
         ("normalization", info.normalization.describe()),
-        ("training GSD", "unknown" if info.gsd_m is None else f"{info.gsd_m:g} m"),
+        ("model GSD", "unknown" if info.gsd_m is None else f"{info.gsd_m:g} m (predict resamples scenes to it)"),
         ("threshold", f"{info.threshold:g}"),
     ]
     rows += [(f"meta.{k}", _short(v)) for k, v in info.meta.items()]

@@ -20,7 +20,7 @@ def test_info(capsys, tiny_checkpoint):
     assert "unet" in out and "meta.note" in out and "ImageNet" not in out
     assert main(["info"]) == 0  # no argument: the bundled model
     out = capsys.readouterr().out
-    assert "default.pt" in out and "training GSD" in out
+    assert "default.pt" in out and "model GSD" in out
 
 
 def test_predict_cli(tmp_path, scene_path, varied_checkpoint, capsys):

@@ -19,8 +19,8 @@ from roadseg.evaluate.tool import evaluate
 from roadseg.inference.predict import PredictOptions, predict_raster
 from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
 
-MEASURED_BREAKEVEN_NO_TTA = None  # set from the model card's held-out table
-MEASURED_PARIS_RECALL_5M = None
+MEASURED_BREAKEVEN_D4 = 0.8757  # docs/model_card.md: relaxed (3 px) breakeven, d4, at 0.7 m
+MEASURED_PARIS_RECALL_5M = 0.7368  # OSM length within 5 m of the lines of predict --out
 
 
 @pytest.mark.slow
@@ -28,7 +28,7 @@ def test_bundled_model_on_heldout_massachusetts(tmp_path, shared_data):
     test = shared_data / "massachusetts_roads" / "test_split_jpg"
     if not test.is_dir():
         pytest.skip("massachusetts_roads/test_split_jpg is not in ../shared/data")
-    opts = PredictOptions(tta="none", progress=False)
+    opts = PredictOptions(tta="d4", progress=False)
     (tmp_path / "pred").mkdir()
     for image in sorted((test / "images").glob("*.jpg")):
         with rasterio.open(image) as ds:
@@ -42,7 +42,7 @@ def test_bundled_model_on_heldout_massachusetts(tmp_path, shared_data):
         predict_raster(scene, checkpoint=None, prob_out=tmp_path / "pred" / f"{image.stem}.tif", options=opts)
     res = evaluate(tmp_path / "pred", test / "labels", relax_px=3)
     assert len(res.rows) == 6
-    assert res.metrics["breakeven"] >= MEASURED_BREAKEVEN_NO_TTA - 0.01
+    assert res.metrics["breakeven"] >= MEASURED_BREAKEVEN_D4 - 0.01
 
 
 @pytest.mark.slow

@@ -104,7 +104,10 @@ def info_cmd(
         ("parameters", f"{count_parameters(model):,}"),
         ("input channels", str(info.in_channels)),
         ("normalization", info.normalization.describe()),
-        ("model GSD", "unknown" if info.gsd_m is None else f"{info.gsd_m:g} m (predict resamples scenes to it)"),
+        (
+            "model GSD",
+            "unknown" if info.gsd_m is None else f"{info.gsd_m:g} m (predict resamples scenes to it)",
+        ),
         ("threshold", f"{info.threshold:g}"),
     ]
     rows += [(f"meta.{k}", _short(v)) for k, v in info.meta.items()]
@@ -172,50 +175,9 @@ def predict_cmd(
 ) -> None:
     """Predict roads on a scene: probability and mask rasters, and road vectors with --out."""
     _setup(verbose, quiet)
-    from roadseg.inference.predict import PredictOptions, predict_raster
+    from roadseg.inference.predict import PredictOptions
     from roadseg.io.raster import parse_bands
 
-    if out_dir is not None or len(scenes) > 1:
-        if out_dir is None:
-            raise InputError(f"{len(scenes)} scenes need --out-dir DIR for their outputs")
-        if any(o is not None for o in (out, prob_out, mask_out, preview)):
-            raise InputError(
-                "with --out-dir, outputs are named after each scene: drop --out, --prob-out, --mask-out and --preview"
-            )
-        opts = PredictOptions(
-            tta=tta,
-            tile_size=tile_size,
-            overlap=overlap,
-            batch_size=batch_size,
-            device=device,
-            bands=parse_bands(bands),
-            threshold=threshold,
-            gsd=gsd,
-            amp=amp,
-            prob_dtype=prob_dtype,
-            style=style,
-        )
-        _predict_many(scenes, out_dir, checkpoint, opts, vector_format, write_mask, quiet)
-        return
-    scene = scenes[0]
-
-    if out is None and prob_out is None and mask_out is None and preview is None:
-        raise InputError("nothing to write: give --out roads.geojson, --prob-out, --mask-out or --preview")
-    outputs = {
-        "--out": (out, "vector"),
-        "--prob-out": (prob_out, "geotiff"),
-        "--mask-out": (mask_out, "geotiff"),
-    }
-    check_outputs(
-        {"scene": scene, "--checkpoint": checkpoint},
-        {**with_styles(outputs, style), "--preview": (preview, "png")},
-    )
-    if out is not None:  # fail before inference, not after
-        from roadseg.io.raster import open_raster
-        from roadseg.vectorize.geo import check_placeable
-
-        with open_raster(scene) as ds:
-            check_placeable(out, ds.crs, str(scene))
     opts = PredictOptions(
         tta=tta,
         tile_size=tile_size,
@@ -230,6 +192,42 @@ def predict_cmd(
         progress=not quiet,
         style=style,
     )
+    single = {"--out": out, "--prob-out": prob_out, "--mask-out": mask_out, "--preview": preview}
+    if out_dir is not None or len(scenes) > 1:
+        if out_dir is None:
+            raise InputError(f"{len(scenes)} scenes need --out-dir DIR for their outputs")
+        if any(v is not None for v in single.values()):
+            raise InputError(
+                "with --out-dir, outputs are named after each scene: drop --out, --prob-out, --mask-out and --preview"
+            )
+        _predict_many(scenes, out_dir, checkpoint, opts, vector_format, write_mask, quiet)
+    else:
+        _predict_one(scenes[0], checkpoint, single, opts, quiet)
+
+
+def _predict_one(
+    scene: Path, checkpoint: Path | None, single: dict[str, Path | None], opts: Any, quiet: bool
+) -> None:
+    from roadseg.inference.predict import predict_raster
+
+    out, prob_out, mask_out, preview = single.values()
+    if all(v is None for v in single.values()):
+        raise InputError("nothing to write: give --out roads.geojson, --prob-out, --mask-out or --preview")
+    outputs = {
+        "--out": (out, "vector"),
+        "--prob-out": (prob_out, "geotiff"),
+        "--mask-out": (mask_out, "geotiff"),
+    }
+    check_outputs(
+        {"scene": scene, "--checkpoint": checkpoint},
+        {**with_styles(outputs, opts.style), "--preview": (preview, "png")},
+    )
+    if out is not None:  # fail before inference, not after
+        from roadseg.io.raster import open_raster
+        from roadseg.vectorize.geo import check_placeable
+
+        with open_raster(scene) as ds:
+            check_placeable(out, ds.crs, str(scene))
     with _prob_target(prob_out, out or preview) as prob_path:
         result = predict_raster(
             scene, checkpoint=checkpoint, prob_out=prob_path, mask_out=mask_out, options=opts
@@ -238,15 +236,13 @@ def predict_cmd(
         if out is not None:
             from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
 
-            vec = vectorize_raster(
-                prob_path, out, VectorizeOptions(threshold=result.threshold, progress=not quiet, style=style)
-            )
+            vopts = VectorizeOptions(threshold=result.threshold, progress=opts.progress, style=opts.style)
+            vec = vectorize_raster(prob_path, out, vopts)
         if preview is not None:
             from roadseg.preview import render_preview
 
-            render_preview(
-                preview, scene=scene, prob=prob_path, lines=vec.geoms if vec else None, bands=opts.bands
-            )
+            lines = vec.geoms if vec else None
+            render_preview(preview, scene=scene, prob=prob_path, lines=lines, bands=opts.bands)
     if not quiet:
         _report_predict(result, vec, [prob_out, mask_out, preview])
 
@@ -266,7 +262,7 @@ def _predict_many(
     manifest = predict_many(
         scenes, out_dir, checkpoint=checkpoint, options=opts, outputs=SceneOutputs(vector_format, mask)
     )
-    rows = [manifest.rows[str(s)] for s in scenes]
+    rows = [manifest.rows[str(scene)] for scene in scenes]
     failed = [r for r in rows if r["status"] == "failed"]
     if not quiet:
         _echo(f"{len(rows) - len(failed)} of {len(rows)} scenes done; see {out_dir / MANIFEST}")

@@ -218,7 +218,7 @@ def test_pieces_of_a_scene_give_the_whole_scene_network(tmp_path):
     pieces = []
     for i, (r0, c0, r1, c1) in enumerate(cuts):
         pieces.append(
-            write_raster(tmp_path / f"p{i}.tif", m[r0:r1, c0:c1], transform=t * Affine.translation(c0, r0))
+            write_raster(tmp_path / f"p{i}.tif", m[r0:r1, c0:c1], transform=t @ Affine.translation(c0, r0))
         )
     assert main(["vectorize", str(tmp_path / "whole.tif"), "--out", str(tmp_path / "whole.gpkg"), "-q"]) == 0
     assert main(["vectorize", *map(str, pieces), "--out", str(tmp_path / "pieces.gpkg"), "-q"]) == 0

@@ -20,13 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import rasterio
 import torch
-from affine import Affine
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
+from benchmark_predict import make_scene
 from benchmark_train import _runner
 
 from roadseg.checkpoint import save_model
@@ -36,24 +34,6 @@ from roadseg.models import create_model
 
 #: name -> JSON model kwargs; the last is the baseline of the ratios.
 DEFAULT_MODELS = ["dlinknet_lite0", 'unet:{"depth": 4, "base_channels": 16}', "dlinknet34"]
-
-
-def _scene(path: Path, size: int) -> Path:
-    rng = np.random.default_rng(0)
-    data = rng.integers(0, 255, size=(3, size, size), dtype=np.uint8)
-    profile = {
-        "driver": "GTiff",
-        "width": size,
-        "height": size,
-        "count": 3,
-        "dtype": "uint8",
-        "crs": "EPSG:32633",
-        "transform": Affine(1.0, 0, 500000, 0, -1.0, 4000000),
-        "tiled": True,
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    return path
 
 
 def _flops_per_px(model: torch.nn.Module) -> float:
@@ -83,7 +63,8 @@ def main() -> None:
     args = ap.parse_args()
     device = resolve_device(args.device)
     tmp = Path(tempfile.mkdtemp(prefix="roadseg-bench-"))
-    scene = _scene(tmp / "scene.tif", args.scene)
+    scene = tmp / "scene.tif"
+    make_scene(scene, args.scene)
     rows: dict[str, dict[str, object]] = {}
     trainers, ckpts = {}, {}
     for spec in args.models:

@@ -62,6 +62,19 @@ def _rows(run: Path):
         return list(csv.DictReader(f))
 
 
+def _interrupted_at_call(n: int):
+    """The training loss, raising KeyboardInterrupt at its n-th call (a kill at a known step)."""
+    real, calls = engine_mod.bce_dice_loss, {"n": 0}
+
+    def loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    return loss
+
+
 def test_overfits_tiny_dataset(tmp_path):
     data = make_deepglobe(tmp_path / "dg", n=8)
     cfg = tiny_cfg(data, epochs=25, **{"data.val_fraction": 0.25})
@@ -147,15 +160,7 @@ def test_resume_after_kill_mid_epoch_is_exact(tmp_path, monkeypatch, schedule, e
     cfg = tiny_cfg(data, epochs=1, checkpoint_every=1, **{"optim.schedule": schedule, "optim.ema_decay": ema})
     fit(cfg, tmp_path / "a", progress=False)
     real = engine_mod.bce_dice_loss
-    calls = {"n": 0}
-
-    def killed_at_step_4(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine_mod, "bce_dice_loss", killed_at_step_4)
+    monkeypatch.setattr(engine_mod, "bce_dice_loss", _interrupted_at_call(4))
     with pytest.raises(KeyboardInterrupt):
         fit(cfg, tmp_path / "b", progress=False)
     monkeypatch.setattr(engine_mod, "bce_dice_loss", real)
@@ -175,7 +180,7 @@ def test_ema_weights_are_the_average_that_is_validated_and_saved(tmp_path, monke
     data = make_deepglobe(tmp_path / "dg", n=5)  # 4 train samples, batch 2: 2 steps
     seen = []
 
-    class Recording(loop_mod.Ema):
+    class Recording(run_mod.Ema):
         def __init__(self, model, decay):
             super().__init__(model, decay)
             seen.append({k: v.clone() for k, v in model.state_dict().items()})
@@ -673,15 +678,8 @@ def test_resuming_a_cosine_run_with_other_epochs_replans_its_end(tmp_path, monke
     """Cut short (a time limit) or extended, the lr goes on from where it was and ends at min_lr."""
     data = make_deepglobe(tmp_path / "dg", n=9)  # 8 train samples, batch 2: 4 steps per epoch
     sets = {"optim.schedule": "cosine", "optim.lr": 0.01, "optim.min_lr": 1e-4}
-    real, calls = engine_mod.bce_dice_loss, {"n": 0}
-
-    def stopped_in_epoch_3(*args, **kwargs):  # 4 training + 1 validation call per epoch
-        calls["n"] += 1
-        if calls["n"] == 11:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine_mod, "bce_dice_loss", stopped_in_epoch_3)
+    # 4 training + 1 validation call per epoch: call 11 is the first step of epoch 3
+    monkeypatch.setattr(engine_mod, "bce_dice_loss", _interrupted_at_call(11))
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_cfg(data, epochs=10, **sets), tmp_path / "run", progress=False)
     monkeypatch.undo()

@@ -22,10 +22,10 @@ from tqdm import tqdm
 
 from roadseg.config import TrainConfig, save_config
 from roadseg.train.engine import TrainingDiverged, train_epoch, validate
-from roadseg.train.run import RUN_FILES, Run, build_run, check_run_dir
-from roadseg.train.state import Ema, rng_state, save_checkpoint
+from roadseg.train.run import Run, build_run, check_run_dir
+from roadseg.train.state import rng_state, save_checkpoint
 
-__all__ = ["RUN_FILES", "Ema", "TrainingDiverged", "fit"]
+__all__ = ["TrainingDiverged", "fit"]
 
 log = logging.getLogger(__name__)
 

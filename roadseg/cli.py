@@ -141,7 +141,12 @@ def predict_cmd(
     ] = "d4",
     tile_size: Annotated[int, typer.Option(help="Window side in pixels (multiple of 32).")] = 1024,
     overlap: Annotated[int, typer.Option(help="Overlap between windows in pixels (<= tile size / 2).")] = 128,
-    batch_size: Annotated[int, typer.Option(min=1, help="Windows per batch (each x TTA views).")] = 4,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Windows per batch (each x TTA views); default: from free memory, 4 on CPU."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     bands: Annotated[
         str | None, typer.Option(help="1-based bands to read, e.g. 3,2,1 (default: first 3).")

@@ -58,7 +58,8 @@ def child(args: argparse.Namespace) -> dict:
 
     from roadseg.checkpoint import save_model
     from roadseg.devices import amp_dtype, autocast, resolve_device
-    from roadseg.inference.predict import CPU_PASS, PredictOptions, predict_raster, prepare_model
+    from roadseg.inference.memory import CPU_PASS
+    from roadseg.inference.predict import PredictOptions, predict_raster, prepare_model
     from roadseg.inference.tiling import plan_tiles
     from roadseg.inference.tta import predict_tta
     from roadseg.models import create_model

@@ -318,6 +318,61 @@ def test_output_is_the_same_whatever_the_pass_size(tmp_path, scene_path, varied_
     assert one.std() > 0.05
 
 
+def test_output_is_the_same_whatever_the_batch(tmp_path, scene_path, varied_checkpoint):
+    def run(name, batch, max_pass):
+        opts = PredictOptions(
+            tile_size=64, overlap=16, tta="d4", batch_size=batch, max_pass=max_pass, progress=False
+        )
+        predict_raster(scene_path, checkpoint=varied_checkpoint, prob_out=tmp_path / name, options=opts)
+        with rasterio.open(tmp_path / name) as ds:
+            return ds.read(1)
+
+    base = run("a.tif", 1, 1)
+    for i, (batch, max_pass) in enumerate([(5, 3), (2, 16), (None, None)]):
+        np.testing.assert_array_equal(run(f"b{i}.tif", batch, max_pass), base)
+
+
+def test_pass_plan_follows_free_memory(varied_checkpoint):
+    from roadseg.inference.memory import image_bytes, plan_passes
+
+    model, info = roadseg.load_model(varied_checkpoint)
+    per_1024 = image_bytes(model, 1024, 3)
+    assert image_bytes(model, 512, 3) * 4 == per_1024
+    kw = dict(tile=1024, views=8, in_channels=3, batch_size=None, max_pass=None, divisor=32)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    # plenty: CPU keeps one image per pass (fastest there); CUDA takes what fits, at most a batch
+    assert plan_passes(model, device=cpu, free=100 * per_1024, **kw) == predict_mod.PassPlan(1024, 4, 1)
+    big = plan_passes(model, device=cuda, free=100 * per_1024, **kw)
+    assert (big.tile, big.batch, big.per_pass) == (1024, 6, 48)
+    assert plan_passes(model, device=cuda, free=10 * per_1024, **kw).per_pass == 5
+    # one 1024 image does not fit: the tile halves until it does
+    assert (
+        plan_passes(model, device=cpu, free=per_1024 * 2 // 3, **kw).tile == 512
+    )  # half of what is free is the budget
+    assert plan_passes(model, device=cpu, free=per_1024 // 4, **kw).tile == 256
+    assert plan_passes(model, device=cpu, free=1, **kw).tile == 256  # the floor
+    # explicit sizes are kept
+    assert plan_passes(model, device=cuda, free=10 * per_1024, **{**kw, "batch_size": 2, "max_pass": 3}) == (
+        predict_mod.PassPlan(1024, 2, 3)
+    )
+
+
+def test_low_memory_shrinks_the_tile_and_still_predicts(tmp_path, scene_path, monkeypatch, caplog):
+    from roadseg.inference import memory
+
+    model, info = _model()
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 1)
+    opts = PredictOptions(tile_size=512, overlap=64, tta="none", progress=False, prob_dtype="float32")
+    scene = write_raster(tmp_path / "big.tif", road_image(600, 700))
+    res = predict_raster(
+        scene, checkpoint=None, prob_out=tmp_path / "p.tif", options=opts, model_and_info=(model, info)
+    )
+    assert "512-px tiles do not fit, using 256-px tiles" in caplog.text
+    assert res.tiles > 4  # 256-px tiles over 600 x 700
+    with rasterio.open(scene) as src, rasterio.open(res.prob_path) as p:
+        np.testing.assert_allclose(p.read(1), _expected(src.read()), atol=1e-5)
+
+
 def test_out_of_gpu_memory_halves_the_pass_and_retries(tmp_path, scene_path, varied_checkpoint, caplog):
     """A fake CUDA OOM above 4 images per pass: the batch is redone in smaller passes, the
     smaller size is kept for the next batches, and the result equals the unconstrained run."""

@@ -33,6 +33,8 @@ from tqdm import tqdm
 from roadseg.checkpoint import ModelInfo, load_model
 from roadseg.devices import amp_dtype, autocast, channels_last, resolve_device
 from roadseg.errors import InputError
+
+from roadseg.inference.memory import PassPlan, plan_passes
 from roadseg.inference.stitch import StripStitcher
 from roadseg.inference.tiling import TileGrid, check_tiling, plan_tiles
 from roadseg.inference.tta import predict_tta, views
@@ -74,7 +76,8 @@ class PredictOptions:
     tta: str = "d4"
     tile_size: int = DEFAULT_TILE
     overlap: int = DEFAULT_OVERLAP
-    batch_size: int = 4
+    #: windows per batch; None: from free memory on CUDA, 4 on a CPU
+    batch_size: int | None = None
     device: str = "auto"
     bands: tuple[int, ...] | None = None
     threshold: float | None = None  # None: the checkpoint's
@@ -82,7 +85,7 @@ class PredictOptions:
     amp: bool | None = None  # None: on for CUDA
     prob_dtype: str = "uint8"
     progress: bool = True
-    #: images (tiles x TTA views) per forward pass; None: 1 on a CPU, all of a batch on CUDA
+    #: images (tiles x TTA views) per forward pass; None: from free memory (1 on a CPU)
     max_pass: int | None = None
     #: write a QGIS style sidecar (NAME.qml) beside each raster
     style: bool = True
@@ -190,16 +193,28 @@ def infer_scene(
     divisor = int(getattr(model, "size_divisor", 32))
     check_tiling(opts.tile_size, opts.overlap, divisor)
     tile, overlap = _fit_tile(ds.height, ds.width, opts.tile_size, opts.overlap, divisor)
-    opts = dataclasses.replace(opts, tile_size=tile, overlap=overlap)
+    n_views = len(views(opts.tta))
+    plan = plan_passes(
+        model,
+        tile=tile,
+        views=n_views,
+        in_channels=info.in_channels,
+        device=device,
+        batch_size=opts.batch_size,
+        max_pass=opts.max_pass,
+        divisor=divisor,
+    )
+    if plan.tile != tile:
+        overlap = min(overlap, plan.tile // 4 // divisor * divisor or divisor)
+    opts = dataclasses.replace(opts, tile_size=plan.tile, overlap=overlap)
     grid = plan_tiles(ds.height, ds.width, opts.tile_size, opts.overlap)
     reader = SceneReader(ds, bands)
     stitcher = StripStitcher(grid, sink)
-    n_views = len(views(opts.tta))
     non_blocking = device.type == "cuda"
     start = time.perf_counter()
     tile_px = opts.tile_size**2
     dtype = amp_dtype(device, device.type == "cuda" if opts.amp is None else opts.amp)
-    per_pass = opts.max_pass or (CPU_PASS if device.type == "cpu" else None)
+    per_pass: int | None = plan.per_pass
     with (
         tqdm(
             total=len(grid),
@@ -212,7 +227,7 @@ def infer_scene(
         torch.inference_mode(),
         autocast(device, dtype),
     ):
-        for batch in _background(_batches(reader, grid, opts.batch_size)):
+        for batch in _background(_batches(reader, grid, plan.batch)):
             x = torch.from_numpy(np.stack([t for _, _, t in batch]))
             if non_blocking:
                 x = x.pin_memory()
@@ -228,11 +243,6 @@ def infer_scene(
             bar.set_postfix_str(f"{bar.n * tile_px / 1e6 / max(elapsed, 1e-9):.2f} Mpx/s x{n_views} views")
     stitcher.finish()
     return len(grid)
-
-
-#: images per forward pass on a CPU: one tile's views one at a time stay in cache and were the
-#: fastest for every model measured (scripts/benchmark_models.py), with the least memory
-CPU_PASS = 1
 
 
 def _predict_batch(
@@ -348,7 +358,7 @@ def _check_options(opts: PredictOptions) -> None:
         raise InputError(f"--threshold must be a probability between 0 and 1, got {opts.threshold}")
     if opts.gsd not in ("auto", "native"):
         parse_gsd(opts.gsd)
-    if opts.batch_size < 1:
+    if opts.batch_size is not None and opts.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {opts.batch_size}")
     if opts.max_pass is not None and opts.max_pass < 1:
         raise InputError(f"max_pass must be >= 1 image per forward pass, got {opts.max_pass}")

@@ -49,17 +49,24 @@ def predict_tta(
     """Mean sigmoid probability over the TTA views of a normalized batch ``(N, C, T, T)``.
 
     The ``N * views`` images go through the model in passes of at most ``max_batch`` (None:
-    one pass). The result does not depend on it (eval-mode models treat images independently);
-    memory and, on a CPU, speed do: small passes stay in cache.
+    one pass), built one pass at a time, so memory holds one pass, not every view of the
+    batch. The result does not depend on the pass size: eval-mode models treat images
+    independently, and each tile's views are summed in the same order.
     """
     vs = views(mode)
     if any(k % 2 for k, _ in vs) and x.shape[-1] != x.shape[-2]:
         raise InputError("rotating TTA (d4) needs square tiles")
-    batch = torch.cat([_forward(x, k, f) for k, f in vs]) if len(vs) > 1 else x
-    step = batch.shape[0] if max_batch is None else max(1, max_batch)
-    logits = torch.cat([model(batch[i : i + step]).float() for i in range(0, batch.shape[0], step)])
-    probs = torch.sigmoid(logits).chunk(len(vs))
-    out = _inverse(probs[0], *vs[0])
-    for p, (k, f) in zip(probs[1:], vs[1:], strict=True):
-        out = out + _inverse(p, k, f)
+    n = x.shape[0]
+    order = [(v, i) for v in range(len(vs)) for i in range(n)]  # view-major: the summing order
+    step = len(order) if max_batch is None else max(1, max_batch)
+    out: torch.Tensor | None = None
+    for s in range(0, len(order), step):
+        chunk = order[s : s + step]
+        images = torch.cat([_forward(x[i : i + 1], *vs[v]) for v, i in chunk])
+        probs = torch.sigmoid(model(images).float())
+        if out is None:
+            out = torch.zeros((n, *probs.shape[1:]), dtype=torch.float32, device=probs.device)
+        for (v, i), p in zip(chunk, probs, strict=True):
+            out[i] += _inverse(p, *vs[v])
+    assert out is not None
     return out / len(vs)

@@ -76,8 +76,13 @@ class SameConv2d(nn.Conv2d):
             return super().forward(x)
         k, s = self.kernel_size[0], self.stride[0]
         h, w = x.shape[-2:]
-        ph = max((math.ceil(h / s) - 1) * s + k - h, 0)
-        pw = max((math.ceil(w / s) - 1) * s + k - w, 0)
+        if h % s == 0 and w % s == 0:
+            # (h/s - 1) * s + k - h: constant for the model's multiples of 32. Said as a constant, a
+            # symbolic-shape export (ONNX) takes seconds instead of ten minutes of ceil() reasoning
+            ph = pw = max(k - s, 0)
+        else:
+            ph = max((math.ceil(h / s) - 1) * s + k - h, 0)
+            pw = max((math.ceil(w / s) - 1) * s + k - w, 0)
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 

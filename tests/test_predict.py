@@ -333,15 +333,15 @@ def test_output_is_the_same_whatever_the_batch(tmp_path, scene_path, varied_chec
 
 
 def test_pass_plan_follows_free_memory(varied_checkpoint):
-    from roadseg.inference.memory import image_bytes, plan_passes
+    from roadseg.inference.memory import PassPlan, image_bytes, plan_passes
 
-    model, info = roadseg.load_model(varied_checkpoint)
+    model, _info = roadseg.load_model(varied_checkpoint)
     per_1024 = image_bytes(model, 1024, 3)
     assert image_bytes(model, 512, 3) * 4 == per_1024
-    kw = dict(tile=1024, views=8, in_channels=3, batch_size=None, max_pass=None, divisor=32)
+    kw = {"tile": 1024, "views": 8, "in_channels": 3, "batch_size": None, "max_pass": None, "divisor": 32}
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     # plenty: CPU keeps one image per pass (fastest there); CUDA takes what fits, at most a batch
-    assert plan_passes(model, device=cpu, free=100 * per_1024, **kw) == predict_mod.PassPlan(1024, 4, 1)
+    assert plan_passes(model, device=cpu, free=100 * per_1024, **kw) == PassPlan(1024, 4, 1)
     big = plan_passes(model, device=cuda, free=100 * per_1024, **kw)
     assert (big.tile, big.batch, big.per_pass) == (1024, 6, 48)
     assert plan_passes(model, device=cuda, free=10 * per_1024, **kw).per_pass == 5
@@ -353,7 +353,7 @@ def test_pass_plan_follows_free_memory(varied_checkpoint):
     assert plan_passes(model, device=cpu, free=1, **kw).tile == 256  # the floor
     # explicit sizes are kept
     assert plan_passes(model, device=cuda, free=10 * per_1024, **{**kw, "batch_size": 2, "max_pass": 3}) == (
-        predict_mod.PassPlan(1024, 2, 3)
+        PassPlan(1024, 2, 3)
     )
 
 

@@ -33,8 +33,7 @@ from tqdm import tqdm
 from roadseg.checkpoint import ModelInfo, load_model
 from roadseg.devices import amp_dtype, autocast, channels_last, resolve_device
 from roadseg.errors import InputError
-
-from roadseg.inference.memory import PassPlan, plan_passes
+from roadseg.inference.memory import plan_passes
 from roadseg.inference.stitch import StripStitcher
 from roadseg.inference.tiling import TileGrid, check_tiling, plan_tiles
 from roadseg.inference.tta import predict_tta, views

@@ -175,6 +175,13 @@ def predict_cmd(
     style: Annotated[
         bool, typer.Option("--style/--no-style", help="QGIS style sidecars (NAME.qml) beside outputs.")
     ] = True,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="With --out-dir: run scenes on Dask workers: local:N, tcp://HOST:8786 or a scheduler .json "
+            "(pip install 'roadseg[cluster]')."
+        ),
+    ] = None,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
@@ -182,6 +189,7 @@ def predict_cmd(
     _setup(verbose, quiet)
     from roadseg.inference.predict import PredictOptions
     from roadseg.io.raster import parse_bands
+    from roadseg.scenes import SceneOutputs
 
     opts = PredictOptions(
         tta=tta,
@@ -205,7 +213,11 @@ def predict_cmd(
             raise InputError(
                 "with --out-dir, outputs are named after each scene: drop --out, --prob-out, --mask-out and --preview"
             )
-        _predict_many(scenes, out_dir, checkpoint, opts, vector_format, write_mask, quiet)
+        _predict_many(
+            scenes, out_dir, checkpoint, opts, SceneOutputs(vector_format, write_mask), cluster, quiet
+        )
+    elif cluster is not None:
+        raise InputError("--cluster runs many scenes: give --out-dir DIR for their outputs")
     else:
         _predict_one(scenes[0], checkpoint, single, opts, quiet)
 
@@ -257,16 +269,21 @@ def _predict_many(
     out_dir: Path,
     checkpoint: Path | None,
     opts: Any,
-    vector_format: str,
-    mask: bool,
+    outputs: Any,
+    cluster: str | None,
     quiet: bool,
 ) -> None:
-    from roadseg.scenes import MANIFEST, SceneOutputs, expand_scenes, predict_many
+    from roadseg.scenes import MANIFEST, expand_scenes, predict_many
 
     scenes = expand_scenes(args)
-    manifest = predict_many(
-        scenes, out_dir, checkpoint=checkpoint, options=opts, outputs=SceneOutputs(vector_format, mask)
-    )
+    if cluster is None:
+        manifest = predict_many(scenes, out_dir, checkpoint=checkpoint, options=opts, outputs=outputs)
+    else:
+        from roadseg.cluster import predict_cluster
+
+        manifest = predict_cluster(
+            scenes, out_dir, checkpoint=checkpoint, options=opts, outputs=outputs, cluster=cluster
+        )
     rows = [manifest.rows[str(scene)] for scene in scenes]
     failed = [r for r in rows if r["status"] == "failed"]
     if not quiet:

@@ -13,7 +13,11 @@ from __future__ import annotations
 import csv
 import glob
 import logging
+import os
+import shutil
+import socket
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from roadseg.io.styles import remove_style
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.csv"
-FIELDS = ["scene", "status", "seconds", "megapixels", "area_km2", "road_km", "outputs", "error"]
+FIELDS = ["scene", "status", "seconds", "megapixels", "area_km2", "road_km", "outputs", "worker", "error"]
 
 
 def expand_scenes(args: list[Path]) -> list[Path]:
@@ -113,6 +117,117 @@ class Manifest:
             writer.writerows(self.rows.values())
 
 
+def check_scene_outputs(scenes: list[Path], out_dir: Path, outputs: SceneOutputs, style: bool) -> None:
+    """Refuse, before any work, an output that would replace an input or another output."""
+    if outputs.vector_format not in ("gpkg", "geojson", "none"):
+        raise InputError(f"--vector-format must be gpkg, geojson or none, got '{outputs.vector_format}'")
+    inputs = {f"scene '{s}'": s for s in scenes}
+    kinds = {"prob": "geotiff", "mask": "geotiff", "roads": "vector"}
+    for scene in scenes:
+        named = {f"{k} of '{scene.name}'": (p, kinds[k]) for k, p in outputs.paths(out_dir, scene).items()}
+        check_outputs(inputs, with_styles(named, style))
+
+
+def run_scene(scene: Path, paths: dict[str, Path], model_and_info: Any, options: Any) -> dict[str, Any]:
+    """Predict (and vectorize) one scene into ``paths``; its manifest row, failed or done.
+
+    A bad scene (corrupt, unreadable, no CRS for GeoJSON, ...) is a failed row, not an
+    exception, and leaves none of its outputs behind.
+    """
+    from roadseg.inference.predict import predict_raster
+    from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
+
+    start = time.perf_counter()
+    row: dict[str, Any] = {
+        "scene": str(scene),
+        "outputs": " ".join(p.name for p in paths.values()),
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+    }
+    try:
+        res = predict_raster(
+            scene,
+            checkpoint=None,
+            prob_out=paths["prob"],
+            mask_out=paths.get("mask"),
+            options=replace(options, progress=False),
+            model_and_info=model_and_info,
+        )
+        km = None
+        if "roads" in paths:
+            vopts = VectorizeOptions(threshold=res.threshold, progress=False, style=options.style)
+            vec = vectorize_raster(paths["prob"], paths["roads"], vopts)
+            km = None if vec.total_length_m is None else vec.total_length_m / 1000
+        row.update(
+            status="done",
+            megapixels=round(res.megapixels, 3),
+            road_km=None if km is None else round(km, 3),
+            area_km2=None if res.area_km2 is None else round(res.area_km2, 4),
+            error="",
+        )
+    except (RoadsegError, OSError) as exc:  # this scene is bad; the others may not be
+        remove_outputs(paths)
+        row.update(status="failed", error=" ".join(str(exc).split())[:500])
+    row["seconds"] = round(time.perf_counter() - start, 2)
+    return row
+
+
+def remove_outputs(paths: dict[str, Path]) -> None:
+    """Remove a scene's outputs, their styles and any temporary file a killed writer left."""
+    for p in paths.values():
+        p.unlink(missing_ok=True)
+        remove_style(p)
+        for leftover in p.parent.glob(f".{glob.escape(p.name)}.*.part*"):
+            leftover.unlink(missing_ok=True)
+
+
+def sweep_partials(out_dir: Path, scenes: list[Path], outputs: SceneOutputs) -> None:
+    """Remove the temporary files of writers that died mid-write (a killed process or worker).
+
+    Call it only when no writer of these outputs runs: at the start and end of a run.
+    """
+    for scene in scenes:
+        for p in outputs.paths(out_dir, scene).values():
+            for leftover in out_dir.glob(f".{glob.escape(p.name)}.*.part*"):
+                leftover.unlink(missing_ok=True)
+    for stage in out_dir.glob(".roadseg-*"):  # predict's resampling stage folders
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+class ReadAhead:
+    """Reads the next scene's file into the OS page cache on a thread while the current one
+    runs, so the next scene's statistics and tiles come from memory, not from disk or a
+    network share. Files larger than a quarter of the free memory are read only in part."""
+
+    CHUNK = 8 << 20
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roadseg-readahead")
+        self._future: Future[int] | None = None
+
+    def start(self, path: Path) -> None:
+        self._future = self._pool.submit(self._warm, path)
+
+    def wait(self) -> int:
+        """Bytes read for the scene started last (0 if it could not be read: its run will say why)."""
+        return 0 if self._future is None else self._future.result()
+
+    def _warm(self, path: Path) -> int:
+        import psutil
+
+        limit = psutil.virtual_memory().available // 4
+        done = 0
+        try:
+            with open(path, "rb", buffering=0) as f:
+                while done < limit and (chunk := f.read(self.CHUNK)):
+                    done += len(chunk)
+        except OSError:
+            return 0
+        return done
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def predict_many(
     scenes: list[Path],
     out_dir: Path,
@@ -123,63 +238,37 @@ def predict_many(
 ) -> Manifest:
     """Predict every scene into ``out_dir``; returns the manifest (failed scenes included)."""
     from roadseg.checkpoint import load_model
-    from roadseg.inference.predict import predict_raster
-    from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
     from roadseg.weights import default_checkpoint
 
-    if outputs.vector_format not in ("gpkg", "geojson", "none"):
-        raise InputError(f"--vector-format must be gpkg, geojson or none, got '{outputs.vector_format}'")
+    check_scene_outputs(scenes, out_dir, outputs, options.style)
     out_dir.mkdir(parents=True, exist_ok=True)
-    inputs = {f"scene '{s}'": s for s in scenes}
-    kinds = {"prob": "geotiff", "mask": "geotiff", "roads": "vector"}
-    for scene in scenes:
-        named = {f"{k} of '{scene.name}'": (p, kinds[k]) for k, p in outputs.paths(out_dir, scene).items()}
-        check_outputs(inputs, with_styles(named, options.style))
     model_and_info = load_model(checkpoint or default_checkpoint())
     manifest = Manifest.read(out_dir / MANIFEST)
-    opts = replace(options, progress=False)
-    for i, scene in enumerate(scenes, 1):
-        paths = outputs.paths(out_dir, scene)
-        if manifest.done(scene, paths):
-            log.info("[%d/%d] %s: done in an earlier run, skipped", i, len(scenes), scene)
-            continue
-        start = time.perf_counter()
-        row: dict[str, Any] = {"scene": str(scene), "outputs": " ".join(p.name for p in paths.values())}
-        try:
-            res = predict_raster(
-                scene,
-                checkpoint=None,
-                prob_out=paths["prob"],
-                mask_out=paths.get("mask"),
-                options=opts,
-                model_and_info=model_and_info,
-            )
-            km = None
-            if "roads" in paths:
-                vopts = VectorizeOptions(threshold=res.threshold, progress=False, style=options.style)
-                vec = vectorize_raster(paths["prob"], paths["roads"], vopts)
-                km = None if vec.total_length_m is None else vec.total_length_m / 1000
-            row.update(
-                status="done",
-                megapixels=round(res.megapixels, 3),
-                road_km=None if km is None else round(km, 3),
-                area_km2=None if res.area_km2 is None else round(res.area_km2, 4),
-                error="",
-            )
-        except (RoadsegError, OSError) as exc:  # this scene is bad; the others may not be
-            for p in paths.values():  # no output of a failed scene survives, not even one of two
-                p.unlink(missing_ok=True)
-                remove_style(p)
-            row.update(status="failed", error=" ".join(str(exc).split())[:500])
-        row["seconds"] = round(time.perf_counter() - start, 2)
-        manifest.record(row)
-        log.info(
-            "[%d/%d] %s: %s (%.1f s)%s",
-            i,
-            len(scenes),
-            scene,
-            row["status"],
-            row["seconds"],
-            f": {row['error']}" if row["error"] else "",
-        )
+    sweep_partials(out_dir, scenes, outputs)
+    todo = [s for s in scenes if not manifest.done(s, outputs.paths(out_dir, s))]
+    if len(todo) < len(scenes):
+        log.info("%d of %d scenes done in an earlier run: skipped", len(scenes) - len(todo), len(scenes))
+    ahead = ReadAhead()
+    try:
+        for i, scene in enumerate(todo):
+            ahead.wait()
+            if i + 1 < len(todo):
+                ahead.start(todo[i + 1])
+            row = run_scene(scene, outputs.paths(out_dir, scene), model_and_info, options)
+            manifest.record(row)
+            _log_row(i + 1, len(todo), row)
+    finally:
+        ahead.close()
     return manifest
+
+
+def _log_row(i: int, n: int, row: dict[str, Any]) -> None:
+    log.info(
+        "[%d/%d] %s: %s (%.1f s)%s",
+        i,
+        n,
+        row["scene"],
+        row["status"],
+        row["seconds"],
+        f": {row['error']}" if row["error"] else "",
+    )

@@ -88,6 +88,8 @@ class PredictOptions:
     max_pass: int | None = None
     #: write a QGIS style sidecar (NAME.qml) beside each raster
     style: bool = True
+    #: CPU threads for the model; None: every core (a cluster worker gets its share)
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -116,16 +118,16 @@ class PredictResult:
         return None if area is None else area / max(self.seconds, 1e-9) * 3600
 
 
-def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+def prepare_model(model: nn.Module, device: torch.device, threads: int | None = None) -> nn.Module:
     """Eval mode with BatchNorm folded into the convolutions, on the device: channels_last where
-    it is faster, cudnn autotuning on CUDA."""
+    it is faster, cudnn autotuning on CUDA, ``threads`` CPU threads (None: every core)."""
     model = fold_batchnorm(model.cpu()).to(device)
     if channels_last(device):
         model = model.to(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     elif device.type == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(threads or os.cpu_count() or 1)
     return model
 
 
@@ -294,7 +296,7 @@ def predict_raster(
     _check_options(opts)
     device = resolve_device(opts.device)
     model, info = model_and_info or load_model(checkpoint or _bundled())
-    model = prepare_model(model, device)
+    model = prepare_model(model, device, opts.threads)
     threshold = info.threshold if opts.threshold is None else opts.threshold
 
     src = open_raster(scene)

@@ -1,0 +1,189 @@
+"""Many scenes on many workers: ``roadseg predict ... --out-dir D --cluster local:4|ADDRESS``.
+
+The engine is Dask distributed (``pip install 'roadseg[cluster]'``); why Dask and not Ray is
+in docs/scaling.md. One task per scene. Each worker process loads the model once (a
+process-wide cache) and runs whole scenes with :func:`roadseg.scenes.run_scene`, the same
+code as a sequential run, so the rasters are the same bytes. The client writes the manifest
+as results come in. When a worker dies, the scheduler runs its scenes again elsewhere (up to
+``distributed.scheduler.allowed-failures`` times); every output is written under a temporary
+name and renamed, and the temporary files of killed writers are swept at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from roadseg.errors import InputError
+from roadseg.scenes import (
+    MANIFEST,
+    Manifest,
+    SceneOutputs,
+    check_scene_outputs,
+    remove_outputs,
+    run_scene,
+    sweep_partials,
+)
+
+log = logging.getLogger(__name__)
+
+_INSTALL = "pip install 'roadseg[cluster]'"
+_models: dict[tuple[str, int], Any] = {}
+
+
+def _model(checkpoint: str) -> Any:
+    """The worker process's model for ``checkpoint``: loaded on its first scene, then reused."""
+    from roadseg.checkpoint import load_model
+
+    key = (checkpoint, os.stat(checkpoint).st_mtime_ns)
+    if key not in _models:
+        _models.clear()
+        _models[key] = load_model(checkpoint)
+    return _models[key]
+
+
+def _scene_task(scene: str, paths: dict[str, str], checkpoint: str, options: Any) -> dict[str, Any]:
+    """One scene on a worker, with the worker's share of the cores (``ROADSEG_WORKER_THREADS``,
+    set for local clusters; unset: every core)."""
+    threads = int(os.environ.get("ROADSEG_WORKER_THREADS", "0")) or options.threads
+    opts = replace(options, threads=threads)
+    return run_scene(Path(scene), {k: Path(p) for k, p in paths.items()}, _model(checkpoint), opts)
+
+
+def parse_cluster(spec: str) -> tuple[str, Any]:
+    """``local:N`` (N worker processes here), a scheduler file (``*.json``), or an address."""
+    if spec.startswith("local:"):
+        try:
+            n = int(spec.removeprefix("local:"))
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise InputError(f"--cluster local:N needs a worker count N >= 1, got '{spec}'")
+        return "local", n
+    if spec.endswith(".json"):
+        if not Path(spec).is_file():
+            raise InputError(
+                f"scheduler file '{spec}' not found; start one with 'dask scheduler --scheduler-file {spec}'"
+            )
+        return "file", spec
+    if "://" in spec or ":" in spec:
+        return "address", spec
+    raise InputError(
+        f"--cluster must be local:N, a scheduler address (tcp://host:8786) or a scheduler file (.json); got '{spec}'"
+    )
+
+
+@contextlib.contextmanager
+def connect(spec: str) -> Iterator[Any]:
+    """A Dask client for ``spec`` (see :func:`parse_cluster`); a local cluster lives as long."""
+    kind, value = parse_cluster(spec)
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError(f"--cluster needs Dask distributed: {_INSTALL}") from None
+    if not logging.getLogger("roadseg").isEnabledFor(logging.DEBUG):
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # workers lost and retried still show
+    if kind == "local":
+        threads = max(1, (os.cpu_count() or 1) // value)
+        env = {"ROADSEG_WORKER_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+        with (
+            LocalCluster(
+                n_workers=value,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                env=env,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+        return
+    try:
+        client = Client(scheduler_file=value) if kind == "file" else Client(value, timeout="30s")
+    except OSError as exc:
+        raise InputError(f"cannot reach the Dask scheduler at '{value}': {exc}") from None
+    with client:
+        yield client
+
+
+def predict_cluster(
+    scenes: list[Path],
+    out_dir: Path,
+    *,
+    checkpoint: Path | None,
+    options: Any,
+    outputs: SceneOutputs,
+    cluster: str,
+    client: Any = None,
+) -> Manifest:
+    """Predict every scene into ``out_dir`` on a Dask cluster; returns the manifest.
+
+    ``out_dir``, the scenes and the checkpoint must be at the same paths on every worker
+    (a shared filesystem). ``client``: an already connected Dask client, for tests.
+    """
+    from roadseg.weights import default_checkpoint
+
+    parse_cluster(cluster)
+    check_scene_outputs(scenes, out_dir, outputs, options.style)
+    ckpt = str(Path(checkpoint or default_checkpoint()).resolve())
+    from roadseg.checkpoint import load_model
+
+    load_model(ckpt)  # a bad checkpoint fails here, once, not on every worker
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest.read(out_dir / MANIFEST)
+    sweep_partials(out_dir, scenes, outputs)
+    todo = [s for s in scenes if not manifest.done(s, outputs.paths(out_dir, s))]
+    opts = replace(options, progress=False)
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(connect(cluster))
+        _run(client, todo, out_dir, outputs, ckpt, opts, manifest)
+    sweep_partials(out_dir, scenes, outputs)
+    return manifest
+
+
+def _run(
+    client: Any,
+    todo: list[Path],
+    out_dir: Path,
+    outputs: SceneOutputs,
+    ckpt: str,
+    opts: Any,
+    manifest: Manifest,
+) -> None:
+    from dask.distributed import as_completed
+
+    futures = {}
+    for scene in todo:
+        paths = {k: str(p.resolve()) for k, p in outputs.paths(out_dir, scene).items()}
+        fut = client.submit(
+            _scene_task, str(scene.resolve()), paths, ckpt, opts, key=f"roadseg-scene-{scene}", pure=False
+        )
+        futures[fut] = scene
+    for i, (fut, row) in enumerate(_results(as_completed(futures), futures, outputs, out_dir), 1):
+        manifest.record(row)
+        log.info("[%d/%d] %s: %s (%.1f s)", i, len(futures), row["scene"], row["status"], row["seconds"])
+        fut.release()
+
+
+def _results(done: Any, futures: dict[Any, Path], outputs: SceneOutputs, out_dir: Path) -> Iterator[Any]:
+    """(future, manifest row) as each finishes; a scene whose workers kept dying is a failed row."""
+    for fut in done:
+        scene = futures[fut]
+        try:
+            row = fut.result()
+            row["scene"] = str(scene)  # as the user named it, like a sequential run
+        except Exception as exc:  # noqa: BLE001 - KilledWorker and kin: recorded, the run goes on
+            remove_outputs(outputs.paths(out_dir, scene))
+            row = {
+                "scene": str(scene),
+                "status": "failed",
+                "seconds": "",
+                "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}",
+            }
+        yield fut, row

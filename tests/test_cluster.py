@@ -1,0 +1,105 @@
+"""Many scenes on a local Dask cluster of 2 workers: the same bytes as a sequential run, and a
+worker killed mid-write has its scene run again with nothing half-written left."""
+
+import csv
+import os
+import signal
+import threading
+import time
+
+import pytest
+from affine import Affine
+from conftest import road_image, write_raster
+
+from roadseg.cli import main
+from roadseg.cluster import parse_cluster
+from roadseg.errors import InputError
+
+pytest.importorskip("distributed")
+psutil = pytest.importorskip("psutil")
+
+
+def _argv(src, out, ckpt, *extra):
+    return [
+        "predict",
+        str(src),
+        "--out-dir",
+        str(out),
+        "--checkpoint",
+        str(ckpt),
+        "--tta",
+        "d4",
+        "-q",
+        *extra,
+    ]
+
+
+def _kill_a_writer(out, killed, stop):
+    """Kill (SIGKILL) the first worker process seen holding a temporary output file open."""
+    me = psutil.Process()
+    while not stop.is_set() and not killed:
+        for child in me.children(recursive=True):
+            try:
+                if any(".part" in f.path and str(out) in f.path for f in child.open_files()):
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+                    return
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        time.sleep(0.01)
+
+
+def test_cluster_run_matches_sequential_bytes_and_survives_a_killed_worker(tmp_path, varied_checkpoint):
+    src = tmp_path / "tiles"
+    src.mkdir()
+    for i in range(6):
+        write_raster(
+            src / f"t{i}.tif",
+            road_image(384, 384, seed=i),
+            transform=Affine(0.5, 0, 500000 + 200 * i, 0, -0.5, 4000000),
+        )
+    (src / "broken.tif").write_bytes((src / "t0.tif").read_bytes()[:4000])
+    assert main(_argv(src, tmp_path / "seq", varied_checkpoint)) == 1  # broken.tif failed
+
+    out = tmp_path / "cl"
+    killed, stop = [], threading.Event()
+    killer = threading.Thread(target=_kill_a_writer, args=(out, killed, stop), daemon=True)
+    killer.start()
+    try:
+        assert main(_argv(src, out, varied_checkpoint, "--cluster", "local:2")) == 1
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no worker was caught mid-write"
+
+    with open(out / "manifest.csv", newline="") as f:
+        rows = {r["scene"].rsplit("/", 1)[-1]: r for r in csv.DictReader(f)}
+    assert {k: r["status"] for k, r in rows.items()} == {
+        **{f"t{i}.tif": "done" for i in range(6)},
+        "broken.tif": "failed",
+    }
+    assert "cannot be read" in rows["broken.tif"]["error"] or "not a raster" in rows["broken.tif"]["error"]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no partial file left
+    assert str(killed[0]) not in {r["worker"].rsplit(":", 1)[-1] for r in rows.values()}
+    for i in range(6):
+        for name in (f"t{i}.prob.tif",):
+            assert (out / name).read_bytes() == (tmp_path / "seq" / name).read_bytes(), name
+        assert (out / f"t{i}.roads.gpkg").is_file()
+
+
+def test_cluster_specs_are_checked(tmp_path):
+    assert parse_cluster("local:3") == ("local", 3)
+    assert parse_cluster("tcp://10.0.0.1:8786") == ("address", "tcp://10.0.0.1:8786")
+    for bad, msg in [
+        ("local:0", "N >= 1"),
+        ("local:x", "N >= 1"),
+        ("nowhere", "local:N"),
+        ("s.json", "not found"),
+    ]:
+        with pytest.raises(InputError, match=msg):
+            parse_cluster(str(tmp_path / bad) if bad.endswith(".json") else bad)
+
+
+def test_cluster_needs_out_dir(tmp_path, scene_path, capsys):
+    assert main(["predict", str(scene_path), "--out", str(tmp_path / "r.gpkg"), "--cluster", "local:2"]) == 2
+    assert "--out-dir" in capsys.readouterr().err

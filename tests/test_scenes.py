@@ -1,6 +1,7 @@
 """Many scenes in one run: outputs per scene, a manifest, failures recorded, resume."""
 
 import csv
+import time
 
 import rasterio
 from affine import Affine
@@ -104,3 +105,43 @@ def test_many_scenes_checks(tmp_path, varied_checkpoint, capsys):
         else:
             assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert not (tmp_path / "o").exists()
+
+
+def test_the_next_scene_is_read_ahead_while_the_current_one_runs(tmp_path, varied_checkpoint, monkeypatch):
+    from roadseg import scenes as scenes_mod
+    from roadseg.inference.predict import PredictOptions
+
+    paths = [write_raster(tmp_path / f"s{i}.tif", road_image(64, 64, seed=i)) for i in range(3)]
+    events = []
+    warm = scenes_mod.ReadAhead._warm
+
+    def record_warm(self, path):
+        events.append(("read", path.name))
+        return warm(self, path)
+
+    def record_run(scene, paths_, model_and_info, options):
+        events.append(("run", scene.name))
+        time.sleep(0.2)  # the read-ahead thread finishes meanwhile
+        return {"scene": str(scene), "status": "done", "seconds": 0.2, "error": ""}
+
+    monkeypatch.setattr(scenes_mod.ReadAhead, "_warm", record_warm)
+    monkeypatch.setattr(scenes_mod, "run_scene", record_run)
+    scenes_mod.predict_many(
+        paths,
+        tmp_path / "out",
+        checkpoint=varied_checkpoint,
+        options=PredictOptions(),
+        outputs=scenes_mod.SceneOutputs(),
+    )
+    runs = [e for e in events if e[0] == "run"]
+    assert runs == [("run", "s0.tif"), ("run", "s1.tif"), ("run", "s2.tif")]
+    # each later scene is read while an earlier one runs, before its own run starts
+    assert ("read", "s0.tif") not in events
+    for name in ("s1.tif", "s2.tif"):
+        assert 0 < events.index(("read", name)) < events.index(("run", name))
+    ahead = scenes_mod.ReadAhead()
+    ahead.start(paths[0])
+    assert ahead.wait() == paths[0].stat().st_size
+    ahead.start(tmp_path / "missing.tif")
+    assert ahead.wait() == 0  # its run says why
+    ahead.close()

@@ -228,7 +228,60 @@ def test_pieces_of_a_scene_give_the_whole_scene_network(tmp_path):
     assert not list(tmp_path.glob(".roadseg-*"))
 
 
-def test_pieces_in_two_crss_are_refused(tmp_path, capsys):
+def test_pieces_in_two_utm_zones_give_the_whole_scene_network(tmp_path):
+    """The same 4 pieces, the right two reprojected into the next UTM zone (as scenes either
+    side of a zone border come): the mosaic warps them back and the network is the same."""
+    import geopandas as gpd
+    import rasterio
+    from affine import Affine
+    from conftest import write_raster
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    from roadseg.cli import main
+
+    m = np.zeros((400, 500), np.uint8)
+    m[100:106, 20:480] = 1
+    m[20:380, 240:246] = 1
+    m[300:306, 100:450] = 1
+    t = Affine(0.5, 0, 760000, 0, -0.5, 5000000)  # zone 31, near its eastern edge (about 6.4 E)
+    write_raster(tmp_path / "whole.tif", m, crs="EPSG:32631", transform=t)
+    cuts = [(0, 0, 230, 260), (0, 260, 230, 500), (230, 0, 400, 260), (230, 260, 400, 500)]
+    pieces = []
+    for i, (r0, c0, r1, c1) in enumerate(cuts):
+        piece = write_raster(
+            tmp_path / f"p{i}.tif",
+            m[r0:r1, c0:c1],
+            crs="EPSG:32631",
+            transform=t @ Affine.translation(c0, r0),
+        )
+        if c0:  # the right half: into zone 32
+            with rasterio.open(piece) as src:
+                tr, w, h = calculate_default_transform(
+                    src.crs, "EPSG:32632", src.width, src.height, *src.bounds
+                )
+                data = np.zeros((h, w), np.uint8)
+                reproject(
+                    src.read(1),
+                    data,
+                    src_transform=src.transform,
+                    src_crs=src.crs,
+                    dst_transform=tr,
+                    dst_crs="EPSG:32632",
+                    resampling=Resampling.nearest,
+                )
+            piece = write_raster(tmp_path / f"p{i}_z32.tif", data, crs="EPSG:32632", transform=tr)
+        pieces.append(piece)
+    assert main(["vectorize", str(tmp_path / "whole.tif"), "--out", str(tmp_path / "whole.gpkg"), "-q"]) == 0
+    assert main(["vectorize", *map(str, pieces), "--out", str(tmp_path / "pieces.gpkg"), "-q"]) == 0
+    whole, parts = gpd.read_file(tmp_path / "whole.gpkg"), gpd.read_file(tmp_path / "pieces.gpkg")
+    assert parts.crs == whole.crs  # the CRS of most rasters (a tie: the first raster's)
+    assert whole.geometry.union_all().is_valid and len(parts) == len(whole)
+    assert parts.length.sum() == pytest.approx(whole.length.sum(), rel=0.01)  # two nearest warps
+    assert parts.geometry.union_all().hausdorff_distance(whole.geometry.union_all()) < 1.5  # metres
+    assert not list(tmp_path.glob(".roadseg-*"))
+
+
+def test_pieces_with_and_without_a_crs_are_refused(tmp_path, capsys):
     from affine import Affine
     from conftest import write_raster
 
@@ -236,10 +289,7 @@ def test_pieces_in_two_crss_are_refused(tmp_path, capsys):
 
     a = write_raster(tmp_path / "a.tif", np.zeros((64, 64), np.uint8), transform=Affine(1, 0, 0, 0, -1, 0))
     b = write_raster(
-        tmp_path / "b.tif",
-        np.zeros((64, 64), np.uint8),
-        crs="EPSG:32634",
-        transform=Affine(1, 0, 64, 0, -1, 0),
+        tmp_path / "b.tif", np.zeros((64, 64), np.uint8), crs=None, transform=Affine(1, 0, 64, 0, -1, 0)
     )
     assert main(["vectorize", str(a), str(b), "--out", str(tmp_path / "r.gpkg"), "-q"]) == 2
-    assert "one CRS" in capsys.readouterr().err and not (tmp_path / "r.gpkg").exists()
+    assert "some rasters have a CRS" in capsys.readouterr().err and not (tmp_path / "r.gpkg").exists()

@@ -1,17 +1,28 @@
-"""Several rasters of one grid as one: a GDAL VRT mosaic, so blockwise tools see one scene.
+"""Several rasters as one: a GDAL VRT mosaic, so blockwise tools see one scene.
 
 ``roadseg vectorize a.prob.tif b.prob.tif ...`` vectorizes the mosaic, so a road crossing a
 scene border is one line with shared junctions, exactly as if the scenes had been one raster.
-The rasters must share CRS, pixel size and grid alignment (tiles of one scene, or predict's
-outputs of adjacent tiles); pixels no raster covers read as 0 (no road).
+Rasters on one grid (tiles of one scene, predict's outputs of adjacent tiles) are placed as
+they are. Rasters in another CRS (scenes in the next UTM zone) or on another grid are warped
+on the fly onto the grid of the first raster in the CRS of most rasters, through
+warped VRTs beside the mosaic, so memory stays bounded. Pixels no raster covers read as 0 (no road).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
+
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.shutil import copy as rio_copy
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
 
 from roadseg.errors import InputError
 from roadseg.io.kinds import KIND_TAG
@@ -26,8 +37,22 @@ _GDAL_TYPES = {
 }
 
 
+@dataclass(frozen=True)
+class _Source:
+    path: Path
+    crs: Any
+    transform: Affine
+    width: int
+    height: int
+    count: int
+    dtype: str
+    kind: str | None
+    warped: bool = False
+
+
 def write_mosaic(paths: list[Path], out: Path) -> Path:
-    """Write a VRT at ``out`` that places every raster of ``paths`` on their common grid."""
+    """Write a VRT at ``out`` that places every raster of ``paths`` on one grid; rasters in
+    another CRS are warped onto it by VRTs written beside ``out``."""
     infos = []
     for path in paths:
         with open_raster(path) as ds:
@@ -35,43 +60,40 @@ def write_mosaic(paths: list[Path], out: Path) -> Path:
             if t.b or t.d:
                 raise InputError(f"'{path}' is rotated; a mosaic needs north-up rasters")
             infos.append(
-                (path, ds.crs, t, ds.width, ds.height, ds.count, ds.dtypes[0], ds.tags().get(KIND_TAG))
+                _Source(path, ds.crs, t, ds.width, ds.height, ds.count, ds.dtypes[0], ds.tags().get(KIND_TAG))
             )
-    _, crs0, t0, *_ = infos[0]
-    for path, crs, t, _w, _h, count, dtype, _tag in infos:
-        if crs != crs0:
+    for src in infos:
+        if src.count != 1 or src.dtype != infos[0].dtype:
             raise InputError(
-                f"'{path}' is in {crs} but '{paths[0]}' is in {crs0}; a mosaic needs one CRS "
-                "(vectorize each scene apart, or warp them to one CRS first)"
+                f"'{src.path}' has {src.count} band(s) of {src.dtype}; the mosaic needs one band of "
+                f"{infos[0].dtype} each"
             )
-        if not (math.isclose(t.a, t0.a, rel_tol=1e-9) and math.isclose(t.e, t0.e, rel_tol=1e-9)):
-            raise InputError(
-                f"'{path}' has {t.a:g} x {-t.e:g} pixels but '{paths[0]}' has {t0.a:g} x {-t0.e:g}"
-            )
-        col, row = (t.c - t0.c) / t0.a, (t.f - t0.f) / t0.e
-        if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
-            raise InputError(
-                f"'{path}' is off '{paths[0]}''s pixel grid by a fraction of a pixel; a mosaic needs one grid"
-            )
-        if count != 1 or dtype != infos[0][6]:
-            raise InputError(
-                f"'{path}' has {count} band(s) of {dtype}; the mosaic needs one band of {infos[0][6]} each"
-            )
-    offsets = [(round((t.c - t0.c) / t0.a), round((t.f - t0.f) / t0.e)) for _, _, t, *_ in infos]
+    crs0 = _main_crs(infos)
+    ref = next(s for s in infos if s.crs == crs0)
+    t0 = ref.transform
+    placed = [
+        s if _on_grid(s, crs0, t0) else _warp(s, crs0, t0, out.parent / f"warped{i}.vrt")
+        for i, s in enumerate(infos)
+    ]
+    offsets = [(round((s.transform.c - t0.c) / t0.a), round((s.transform.f - t0.f) / t0.e)) for s in placed]
     c0 = min(c for c, _ in offsets)
     r0 = min(r for _, r in offsets)
-    width = max(c + w for (c, _), (_, _, _, w, *_) in zip(offsets, infos, strict=True)) - c0
-    height = max(r + h for (_, r), (_, _, _, _, h, *_) in zip(offsets, infos, strict=True)) - r0
+    width = max(c + s.width for (c, _), s in zip(offsets, placed, strict=True)) - c0
+    height = max(r + s.height for (_, r), s in zip(offsets, placed, strict=True)) - r0
     gt = (t0.c + c0 * t0.a, t0.a, 0.0, t0.f + r0 * t0.e, 0.0, t0.e)
     sources = []
-    for (c, r), (path, _, _, w, h, *_) in zip(offsets, infos, strict=True):
+    # warped rasters first, their outside (0, declared nodata) transparent; native ones over them
+    for (c, r), src in sorted(zip(offsets, placed, strict=True), key=lambda p: not p[1].warped):
+        tag = "ComplexSource" if src.warped else "SimpleSource"
         sources.append(
-            f'    <SimpleSource><SourceFilename relativeToVRT="0">{escape(os.path.abspath(path))}</SourceFilename>'
+            f'    <{tag}><SourceFilename relativeToVRT="0">{escape(os.path.abspath(src.path))}</SourceFilename>'
             f"<SourceBand>1</SourceBand>"
-            f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
-            f'<DstRect xOff="{c - c0}" yOff="{r - r0}" xSize="{w}" ySize="{h}"/></SimpleSource>'
+            f'<SrcRect xOff="0" yOff="0" xSize="{src.width}" ySize="{src.height}"/>'
+            f'<DstRect xOff="{c - c0}" yOff="{r - r0}" xSize="{src.width}" ySize="{src.height}"/>'
+            + ("<NODATA>0</NODATA>" if src.warped else "")
+            + f"</{tag}>"
         )
-    tags = {tag for *_, tag in infos}
+    tags = {s.kind for s in infos}
     meta = (
         f'<Metadata><MDI key="{KIND_TAG}">{tags.pop()}</MDI></Metadata>'
         if len(tags) == 1 and None not in tags
@@ -81,9 +103,55 @@ def write_mosaic(paths: list[Path], out: Path) -> Path:
     xml = (
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">{srs}'
         f"<GeoTransform>{', '.join(repr(v) for v in gt)}</GeoTransform>{meta}\n"
-        f'  <VRTRasterBand dataType="{_GDAL_TYPES.get(infos[0][6], "Float32")}" band="1">\n'
+        f'  <VRTRasterBand dataType="{_GDAL_TYPES.get(infos[0].dtype, "Float32")}" band="1">\n'
         + "\n".join(sources)
         + "\n  </VRTRasterBand>\n</VRTDataset>\n"
     )
     out.write_text(xml)
     return out
+
+
+def _on_grid(src: _Source, crs: Any, t0: Affine) -> bool:
+    """Whether ``src`` lies on the reference grid as it is: same CRS, pixel size and alignment."""
+    t = src.transform
+    if src.crs != crs or not (
+        math.isclose(t.a, t0.a, rel_tol=1e-9) and math.isclose(t.e, t0.e, rel_tol=1e-9)
+    ):
+        return False
+    col, row = (t.c - t0.c) / t0.a, (t.f - t0.f) / t0.e
+    return abs(col - round(col)) <= 1e-6 and abs(row - round(row)) <= 1e-6
+
+
+def _main_crs(infos: list[_Source]) -> Any:
+    """The CRS of most rasters (the first raster's on a tie); a CRS-less raster mixes with none."""
+    crss = [s.crs for s in infos]
+    if None in crss and len(set(crss)) > 1:
+        raise InputError(
+            "some rasters have a CRS and some have none; a mosaic needs every raster placed on the map"
+        )
+    return max(crss, key=lambda c: (crss.count(c), -crss.index(c)))
+
+
+def _warp(src: _Source, crs: Any, t0: Affine, vrt_path: Path) -> _Source:
+    """A warped VRT of ``src`` in ``crs`` on ``t0``'s pixel grid: bilinear for probabilities,
+    nearest for masks (a 0/1 raster stays 0/1)."""
+    with rasterio.open(src.path) as ds:
+        left, bottom, right, top = transform_bounds(ds.crs, crs, *ds.bounds, densify_pts=21)
+        col0, col1 = math.floor((left - t0.c) / t0.a), math.ceil((right - t0.c) / t0.a)
+        row0, row1 = math.floor((top - t0.f) / t0.e), math.ceil((bottom - t0.f) / t0.e)
+        transform = t0 * Affine.translation(col0, row0)
+        resampling = Resampling.nearest if src.kind == "mask" else Resampling.bilinear
+        with WarpedVRT(
+            ds,
+            crs=crs,
+            transform=transform,
+            width=col1 - col0,
+            height=row1 - row0,
+            # 0 is "no road" and transparent on both sides: a valid 0 would otherwise become 1
+            # (GDAL moves valid values off the destination nodata)
+            src_nodata=0,
+            nodata=0,
+            resampling=resampling,
+        ) as vrt:
+            rio_copy(vrt, vrt_path, driver="VRT")
+    return _Source(vrt_path, crs, transform, col1 - col0, row1 - row0, 1, src.dtype, src.kind, warped=True)

@@ -175,6 +175,14 @@ def predict_cmd(
     style: Annotated[
         bool, typer.Option("--style/--no-style", help="QGIS style sidecars (NAME.qml) beside outputs.")
     ] = True,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="CPU threads for the model (default: every core; --cluster local:N: cores/N each). "
+            "Outputs are byte-identical between runs with the same threads.",
+        ),
+    ] = None,
     cluster: Annotated[
         str | None,
         typer.Option(
@@ -204,6 +212,7 @@ def predict_cmd(
         prob_dtype=prob_dtype,
         progress=not quiet,
         style=style,
+        threads=threads,
     )
     single = {"--out": out, "--prob-out": prob_out, "--mask-out": mask_out, "--preview": preview}
     if out_dir is not None or len(scenes) > 1:

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 
-def make_scene(path: Path, size: int) -> None:
-    """A 3-band uint8 GeoTIFF with a road grid and noise, written in strips."""
+def make_scene(path: Path, size: int, gsd: float = 0.5) -> None:
+    """A 3-band uint8 GeoTIFF with a road grid and noise, written in strips, ``gsd`` m pixels."""
     import rasterio
     from affine import Affine
     from rasterio.windows import Window
@@ -35,7 +35,7 @@ def make_scene(path: Path, size: int) -> None:
         "count": 3,
         "dtype": "uint8",
         "crs": "EPSG:32633",
-        "transform": Affine(0.5, 0, 500000, 0, -0.5, 4_000_000),
+        "transform": Affine(gsd, 0, 500000, 0, -gsd, 4_000_000),
         "tiled": True,
         "blockxsize": 512,
         "blockysize": 512,

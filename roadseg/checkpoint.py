@@ -147,11 +147,16 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 def load_model(
     path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, ModelInfo]:
-    """Load a roadseg checkpoint or an official D-LinkNet ``.th`` file.
+    """Load a roadseg checkpoint, an official D-LinkNet ``.th`` file, or an ONNX file written by
+    ``roadseg export`` (run through ONNX Runtime).
 
     Returns:
         ``(model, info)`` with the model in eval mode on ``map_location``.
     """
+    if Path(path).suffix.lower() == ".onnx" and Path(path).is_file():
+        from roadseg.onnx_model import load_onnx
+
+        return load_onnx(path)
     data = read_checkpoint(path)
     if data.get("format") == FORMAT:
         info, state = _parse_roadseg(data, path)

@@ -121,6 +121,36 @@ def _short(value: Any) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
+@app.command("export")
+def export_cmd(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Argument(help="A roadseg checkpoint or official D-LinkNet .th (default: the bundled model)."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="The ONNX file to write (.onnx).")] = Path("roadseg.onnx"),
+    tile_size: Annotated[int, typer.Option(help="Tile size written for QGIS Deepness (pixels).")] = 1024,
+    overlap: Annotated[int, typer.Option(help="Tile overlap written for Deepness (pixels).")] = 128,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Export a model to ONNX (dynamic batch and size, opset 18) for ONNX Runtime, QGIS Deepness
+    and roadseg predict --checkpoint model.onnx."""
+    _setup(verbose, quiet)
+    from roadseg.onnx_model import export_onnx
+    from roadseg.weights import default_checkpoint
+
+    checkpoint = checkpoint or default_checkpoint()
+    check_outputs({"checkpoint": checkpoint}, {"--out": (out, "onnx")})
+    meta = export_onnx(checkpoint, out, tile_size=tile_size, overlap=overlap)
+    if not quiet:
+        info = meta["roadseg"]
+        _echo(
+            f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): {info['arch']}, input 'image' "
+            f"(N, {info['in_channels']}, H, W) normalized RGB with H, W multiples of {info['size_divisor']}, "
+            "output 'probability' (N, 1, H, W)"
+        )
+
+
 @app.command("predict")
 def predict_cmd(
     scenes: Annotated[

@@ -128,6 +128,8 @@ def prepare_model(model: nn.Module, device: torch.device, threads: int | None = 
         torch.backends.cudnn.benchmark = True
     elif device.type == "cpu":
         torch.set_num_threads(threads or os.cpu_count() or 1)
+    if threads and hasattr(model, "set_threads"):  # an ONNX Runtime session has its own pool
+        model.set_threads(threads)
     return model
 
 

@@ -23,6 +23,7 @@ OUTPUT_SUFFIXES = {
     "png": (".png",),
     "csv": (".csv",),
     "qml": (".qml",),
+    "onnx": (".onnx",),
 }
 _FORMATS = {
     "geotiff": "a GeoTIFF",
@@ -30,6 +31,7 @@ _FORMATS = {
     "png": "a PNG picture",
     "csv": "CSV",
     "qml": "a QGIS style",
+    "onnx": "an ONNX model",
 }
 
 

@@ -1,0 +1,235 @@
+"""Predict roads, Vectorize roads and Evaluate, as Processing algorithms that run roadseg."""
+
+import json
+import os
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+)
+
+from .runner import run_roadseg
+
+TTA = ["none", "flip", "d4"]
+DEVICES = ["auto", "cpu", "cuda"]
+
+
+def _raster_file(alg, parameters, name, context):
+    """The file behind a raster layer parameter: roadseg reads files, not QGIS providers."""
+    layer = alg.parameterAsRasterLayer(parameters, name, context)
+    if layer is None:
+        raise QgsProcessingException(f"{name}: no raster layer given")
+    path = layer.source().split("|")[0]
+    if layer.providerType() != "gdal" or not os.path.isfile(path):
+        raise QgsProcessingException(
+            f"'{layer.name()}' is not a raster file (provider {layer.providerType()}); save it as a GeoTIFF first"
+        )
+    return path
+
+
+class _Base(QgsProcessingAlgorithm):
+    def group(self):
+        return "Roads"
+
+    def groupId(self):
+        return "roads"
+
+    def createInstance(self):
+        return type(self)()
+
+
+class PredictRoadsAlgorithm(_Base):
+    INPUT, CHECKPOINT, TTA_MODE, GSD, THRESHOLD = "INPUT", "CHECKPOINT", "TTA", "GSD", "THRESHOLD"
+    DEVICE, TILE = "DEVICE", "TILE_SIZE"
+    OUTPUT, PROBABILITY, MASK = "OUTPUT", "PROBABILITY", "MASK"
+
+    def name(self):
+        return "predict"
+
+    def displayName(self):
+        return "Predict roads"
+
+    def shortHelpString(self):
+        return (
+            "Road centrelines (lines with a mean_prob confidence) and a road probability raster from an "
+            "RGB image of any size, with roadseg's D-LinkNet. The image is resampled to the model's pixel size "
+            "when needed and the outputs lie on the image's own grid. Leave the model empty for the bundled "
+            "one; a roadseg checkpoint, official D-LinkNet .th or roadseg ONNX file also works."
+        )
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Image (RGB raster)"))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.CHECKPOINT, "Model (.pt, .th or .onnx; empty: the bundled model)", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.TTA_MODE, "Test-time augmentation (views averaged: 1, 4, 8)", options=TTA, defaultValue=2
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.GSD, "Pixel size for the model: auto, native or metres", defaultValue="auto"
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.THRESHOLD,
+                "Road threshold (empty: the model's)",
+                type=QgsProcessingParameterNumber.Double,
+                minValue=0.01,
+                maxValue=0.99,
+                optional=True,
+            )
+        )
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=DEVICES, defaultValue=0))
+        tile = QgsProcessingParameterNumber(
+            self.TILE, "Tile size (pixels, multiple of 32)", defaultValue=1024, minValue=64
+        )
+        tile.setFlags(tile.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(tile)
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT, "Road lines", fileFilter="GeoPackage (*.gpkg)"
+            )
+        )
+        self.addParameter(QgsProcessingParameterRasterDestination(self.PROBABILITY, "Road probability"))
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                self.MASK, "Road mask", optional=True, createByDefault=False
+            )
+        )
+
+    def processAlgorithm(self, parameters, context, feedback):
+        scene = _raster_file(self, parameters, self.INPUT, context)
+        lines = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        prob = self.parameterAsOutputLayer(parameters, self.PROBABILITY, context)
+        mask = self.parameterAsOutputLayer(parameters, self.MASK, context)
+        args = ["predict", scene, "--out", lines, "--prob-out", prob]
+        if mask:
+            args += ["--mask-out", mask]
+        ckpt = self.parameterAsFile(parameters, self.CHECKPOINT, context)
+        if ckpt:
+            args += ["--checkpoint", ckpt]
+        args += ["--tta", TTA[self.parameterAsEnum(parameters, self.TTA_MODE, context)]]
+        args += ["--gsd", self.parameterAsString(parameters, self.GSD, context) or "auto"]
+        args += ["--device", DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]]
+        tile = self.parameterAsInt(parameters, self.TILE, context)
+        args += ["--tile-size", str(tile), "--overlap", str(min(128, tile // 4 // 32 * 32 or 32))]
+        if parameters.get(self.THRESHOLD) is not None:
+            args += ["--threshold", str(self.parameterAsDouble(parameters, self.THRESHOLD, context))]
+        run_roadseg(args, feedback, {"predict": (0, 90), "vectorize": (90, 100)}, outputs=[lines, prob, mask])
+        results = {self.OUTPUT: lines, self.PROBABILITY: prob}
+        if mask:
+            results[self.MASK] = mask
+        return results
+
+
+class VectorizeRoadsAlgorithm(_Base):
+    INPUT, THRESHOLD, OUTPUT = "INPUT", "THRESHOLD", "OUTPUT"
+
+    def name(self):
+        return "vectorize"
+
+    def displayName(self):
+        return "Vectorize roads"
+
+    def shortHelpString(self):
+        return (
+            "Road centrelines from a road probability or mask raster (roadseg's, or any 0-1 / 0-255 raster): "
+            "thinned, joined at junctions, short spurs pruned and small gaps closed."
+        )
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Road probability or mask raster"))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.THRESHOLD,
+                "Threshold (probability rasters; empty: 0.5)",
+                type=QgsProcessingParameterNumber.Double,
+                minValue=0.01,
+                maxValue=0.99,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT, "Road lines", fileFilter="GeoPackage (*.gpkg)"
+            )
+        )
+
+    def processAlgorithm(self, parameters, context, feedback):
+        raster = _raster_file(self, parameters, self.INPUT, context)
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        args = ["vectorize", raster, "--out", out]
+        if parameters.get(self.THRESHOLD) is not None:
+            args += ["--threshold", str(self.parameterAsDouble(parameters, self.THRESHOLD, context))]
+        run_roadseg(args, feedback, {"vectorize": (0, 100)}, outputs=[out])
+        return {self.OUTPUT: out}
+
+
+class EvaluateAlgorithm(_Base):
+    PRED, TRUTH, RELAX, PER_IMAGE = "PRED", "TRUTH", "RELAX", "PER_IMAGE"
+
+    def name(self):
+        return "evaluate"
+
+    def displayName(self):
+        return "Evaluate"
+
+    def shortHelpString(self):
+        return (
+            "Scores a prediction against a reference of the same kind: rasters give IoU, F1, relaxed "
+            "precision/recall within a tolerance and their breakeven; line layers give APLS and TOPO. "
+            "Files or folders (paired by file id)."
+        )
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterFile(self.PRED, "Prediction (raster or lines)"))
+        self.addParameter(QgsProcessingParameterFile(self.TRUTH, "Reference (same kind)"))
+        self.addParameter(
+            QgsProcessingParameterNumber(self.RELAX, "Tolerance (pixels)", minValue=0, defaultValue=3)
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.PER_IMAGE,
+                "Per-image scores",
+                fileFilter="CSV (*.csv)",
+                optional=True,
+                createByDefault=False,
+            )
+        )
+
+    def processAlgorithm(self, parameters, context, feedback):
+        args = [
+            "evaluate",
+            "--pred",
+            self.parameterAsFile(parameters, self.PRED, context),
+            "--truth",
+            self.parameterAsFile(parameters, self.TRUTH, context),
+            "--relax-px",
+            str(self.parameterAsInt(parameters, self.RELAX, context)),
+            "--json",
+        ]
+        per_image = self.parameterAsFileOutput(parameters, self.PER_IMAGE, context)
+        if per_image:
+            args += ["--per-image", per_image]
+        stdout = run_roadseg(args, feedback, {}, outputs=[per_image])
+        metrics = json.loads(stdout.strip().splitlines()[-1])
+        for key, value in metrics.items():
+            feedback.pushInfo(f"{key:<20} {value:.4f}")
+        results = dict(metrics)
+        if per_image:
+            results[self.PER_IMAGE] = per_image
+        return results

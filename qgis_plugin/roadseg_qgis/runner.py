@@ -1,0 +1,158 @@
+"""Runs the installed roadseg in its own Python, with QGIS's progress bar and Cancel.
+
+QGIS's Python rarely has PyTorch, so the plugin never imports roadseg: it runs
+``PYTHON -m roadseg ...`` and follows the progress bars roadseg draws on stderr (tqdm's
+"predict:  42%|" and "vectorize:  10%|"). Cancel sends SIGTERM (terminate on Windows);
+roadseg then removes its temporary files and exits, so a cancelled run leaves no output.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+from qgis.core import QgsProcessingException
+
+PYTHON_SETTING = "ROADSEG_PYTHON"
+ENV_VAR = "ROADSEG_PYTHON"
+_BAR = re.compile(r"(predict|vectorize):\s+(\d+)%")
+
+
+def _setting():
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+
+        return ProcessingConfig.getSetting(PYTHON_SETTING) or ""
+    except ImportError:  # outside QGIS's Processing (plugin tests)
+        return ""
+
+
+def _python_in(path):
+    """A python executable from a path that is one, or a virtual environment folder."""
+    if os.path.isdir(path):
+        for rel in ("bin/python3", "bin/python", "Scripts/python.exe"):
+            candidate = os.path.join(path, rel)
+            if os.path.isfile(candidate):
+                return candidate
+        return None
+    return path if os.path.isfile(path) else shutil.which(path)
+
+
+def find_python():
+    """The configured Python (setting, then $ROADSEG_PYTHON, then the one beside a roadseg on
+    PATH), checked to import roadseg; a QgsProcessingException says how to fix it otherwise."""
+    tried = []
+    configured = _setting() or os.environ.get(ENV_VAR, "")
+    candidates = [configured] if configured else []
+    script = shutil.which("roadseg")
+    if script:
+        with open(script, "rb") as f:
+            first = f.readline().decode("utf-8", "replace").strip()
+        if first.startswith("#!"):
+            candidates.append(first[2:].strip().split()[0])
+    for candidate in candidates:
+        python = _python_in(candidate)
+        if python is None:
+            tried.append(f"'{candidate}' (not found)")
+            continue
+        probe = subprocess.run(
+            [python, "-c", "import roadseg; print(roadseg.__version__)"],
+            capture_output=True,
+            text=True,
+            check=False,
+            **_hidden_window(),
+        )
+        if probe.returncode == 0:
+            return python
+        tried.append(f"'{python}' (cannot import roadseg)")
+    raise QgsProcessingException(
+        "roadseg was not found"
+        + (f": tried {', '.join(tried)}" if tried else "")
+        + ". Install it (pip install roadseg) and set the Python or virtual environment to use under "
+        "Settings > Options > Processing > Providers > roadseg (or the ROADSEG_PYTHON environment variable)."
+    )
+
+
+def _hidden_window():
+    if sys.platform == "win32":
+        return {"creationflags": subprocess.CREATE_NO_WINDOW}
+    return {}
+
+
+def run_roadseg(args, feedback, stages, outputs=()):
+    """Run ``roadseg ARGS``; ``stages`` maps a bar name to its (start, end) share of 0-100.
+
+    Returns stdout. Raises QgsProcessingException with roadseg's own error line on failure,
+    or "cancelled" when the user pressed Cancel: the process is terminated (it removes its
+    temporary files) and the ``outputs`` this run created, finished ones included, are removed
+    with their styles; a file that existed before the run is never touched.
+    """
+    python = find_python()
+    new = [p for p in outputs if p and not os.path.exists(p)]
+    cmd = [python, "-m", "roadseg", *args]
+    feedback.pushCommandInfo(" ".join(cmd))
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **_hidden_window())
+    lines = []
+    out = []
+
+    def read_err():
+        buf = b""
+        while True:
+            chunk = proc.stderr.read1(4096) if hasattr(proc.stderr, "read1") else proc.stderr.read(1)
+            if not chunk:
+                break
+            buf += chunk
+            *parts, buf = re.split(rb"[\r\n]", buf)
+            lines.extend(p.decode("utf-8", "replace") for p in parts if p.strip())
+        if buf.strip():
+            lines.append(buf.decode("utf-8", "replace"))
+
+    def read_out():
+        out.append(proc.stdout.read().decode("utf-8", "replace"))
+
+    readers = [threading.Thread(target=read_err, daemon=True), threading.Thread(target=read_out, daemon=True)]
+    for t in readers:
+        t.start()
+    seen = 0
+    cancelled = False
+    while proc.poll() is None:
+        if feedback.isCanceled():
+            cancelled = True
+            proc.terminate()  # SIGTERM: roadseg cleans up and exits 143
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            break
+        seen = _follow(lines, seen, feedback, stages)
+        time.sleep(0.05)
+    for t in readers:
+        t.join(timeout=5)
+    _follow(lines, seen, feedback, stages)
+    if cancelled:
+        for path in new:
+            for leftover in (path, os.path.splitext(path)[0] + ".qml"):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
+        raise QgsProcessingException("cancelled: roadseg was stopped and left no output")
+    if proc.returncode != 0:
+        errors = [line for line in lines if line.startswith("error")] or lines[-1:] or ["(no message)"]
+        raise QgsProcessingException(f"roadseg failed (exit {proc.returncode}): {errors[-1]}")
+    return "".join(out)
+
+
+def _follow(lines, seen, feedback, stages):
+    """Progress from the bar lines after ``seen``; other lines go to the log."""
+    for line in lines[seen:]:
+        match = _BAR.search(line)
+        if match and match.group(1) in stages:
+            start, end = stages[match.group(1)]
+            feedback.setProgress(start + (end - start) * int(match.group(2)) / 100)
+        elif not match:
+            feedback.pushInfo(line)
+    return len(lines)

@@ -1,0 +1,271 @@
+"""ONNX models: ``roadseg export CKPT --out model.onnx``, and ``predict --checkpoint model.onnx``.
+
+The exported graph takes the normalized RGB image ``(N, C, H, W)`` (H and W any multiple of
+the model's divisor) and returns the road probability ``(N, 1, H, W)``: BatchNorm is folded,
+a BGR model (the official D-LinkNet) has its channel swap inside the graph, and the sigmoid
+is the last node. That is the contract of QGIS's Deepness plugin, whose metadata keys the
+file carries beside roadseg's own (normalization, GSD, threshold, architecture), so one file
+runs in Deepness, in any ONNX Runtime, and in ``roadseg predict``, which reads only
+onnxruntime (the ``onnx`` extra) and gives the same tiling, TTA, GSD handling and outputs.
+
+Opset 18 (ONNX Runtime 1.14+, 2023): the lowest the torch.export-based exporter writes
+without a lossy down-conversion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from roadseg.errors import CheckpointError, InputError
+from roadseg.io.atomic import atomic_path
+from roadseg.normalization import Normalization
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+#: metadata key holding roadseg's ModelInfo as JSON
+META_KEY = "roadseg"
+_INSTALL = "pip install 'roadseg[onnx]'"
+#: largest |ONNX - PyTorch| probability accepted by the export's own check
+EXPORT_TOLERANCE = 1e-4
+
+
+class _Graph(nn.Module):
+    """What is exported: channel swap (BGR models), the network, sigmoid."""
+
+    def __init__(self, model: nn.Module, order: list[int] | None) -> None:
+        super().__init__()
+        self.model = model
+        self.order = order
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.order is not None:
+            x = x[:, self.order]
+        return torch.sigmoid(self.model(x))
+
+
+def export_onnx(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    tile_size: int = 1024,
+    overlap: int = 128,
+) -> dict[str, Any]:
+    """Export a checkpoint (roadseg or official D-LinkNet) to ONNX at ``out``, atomically.
+
+    The export checks itself: ONNX Runtime must give PyTorch's probabilities within
+    ``EXPORT_TOLERANCE`` on a random batch, or nothing is written. Returns the metadata.
+    """
+    try:
+        import onnx
+        import onnxruntime  # noqa: F401 - the self-check below needs it
+    except ImportError:
+        raise InputError(f"roadseg export needs onnx, onnxscript and onnxruntime: {_INSTALL}") from None
+    from roadseg.checkpoint import load_model
+    from roadseg.models.fuse import fold_batchnorm
+
+    model, info = load_model(checkpoint)
+    model = fold_batchnorm(model.float().eval())
+    divisor = int(getattr(model, "size_divisor", 32))
+    norm = info.normalization
+    c = info.in_channels
+    order = None
+    if norm.channel_order == "BGR" and c >= 3:
+        order = [2, 1, 0, *range(3, c)]
+        # the graph swaps channels itself, so its input (and Deepness's) is RGB
+        norm = Normalization(
+            mean=_rgb(norm.mean, c),
+            std=_rgb(norm.std, c),
+            channel_order="RGB",
+            scale=norm.scale,
+        )
+    graph = _Graph(model, order).eval()
+    example = torch.randn(2, c, 8 * divisor, 8 * divisor)
+    dims = (
+        {
+            0: torch.export.Dim("batch"),
+            2: divisor * torch.export.Dim("h32"),
+            3: divisor * torch.export.Dim("w32"),
+        },
+    )
+    meta = {
+        "arch": info.arch,
+        "arch_kwargs": info.arch_kwargs,
+        "in_channels": c,
+        "normalization": norm.to_dict(),
+        "gsd_m": info.gsd_m,
+        "threshold": info.threshold,
+        "size_divisor": divisor,
+        "source": info.source,
+        "exported_from": Path(checkpoint).name,
+    }
+    deepness = {
+        "model_type": "Segmentor",
+        "class_names": {"0": "road"},
+        "seg_thresh": info.threshold,
+        "tiles_size": tile_size,
+        "tiles_overlap": round(100 * overlap / tile_size),
+        "standardization_mean": list(norm.mean),
+        "standardization_std": list(norm.std),
+    }
+    if info.gsd_m is not None:
+        deepness["resolution"] = round(info.gsd_m * 100, 3)  # cm per pixel
+    quiet = not logging.getLogger("roadseg").isEnabledFor(logging.DEBUG)
+    with atomic_path(out) as tmp:
+        with (
+            torch.no_grad(),
+            contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext(),
+            _quiet_loggers("onnxscript", "torch.onnx") if quiet else contextlib.nullcontext(),
+        ):
+            program = torch.onnx.export(
+                graph,
+                (example,),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=["image"],
+                output_names=["probability"],
+                dynamic_shapes=dims,
+                optimize=True,
+                verbose=False,
+            )
+        proto = program.model_proto
+        for key, value in {
+            **{k: json.dumps(v) for k, v in deepness.items()},
+            META_KEY: json.dumps(meta),
+        }.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        proto.doc_string = f"roadseg {info.arch}: road probability from a normalized RGB image"
+        onnx.save(proto, tmp)
+        _check_export(tmp, graph, example)
+    return {**deepness, META_KEY: meta}
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """The exporter's progress lines and graph-rewrite notes, only with -v."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _rgb(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
+    if len(values) == 1:
+        return values
+    return (values[2], values[1], values[0], *values[3:channels])
+
+
+def _check_export(path: Path, graph: nn.Module, example: torch.Tensor) -> None:
+    """Run the file in ONNX Runtime on another batch size and a non-square shape."""
+    _, c, h, _ = example.shape
+    x = torch.randn(3, c, h // 2, h + h // 4)
+    got = _session(path).run(None, {"image": x.numpy()})[0]
+    with torch.no_grad():
+        want = graph(x).numpy()
+    err = float(np.abs(got - want).max())
+    if not err <= EXPORT_TOLERANCE:
+        raise CheckpointError(
+            f"the ONNX export differs from PyTorch by {err:.2g} (allowed {EXPORT_TOLERANCE:g}); nothing was written"
+        )
+    log.info("ONNX export checked: max |ONNX - PyTorch| = %.2g on %s", err, tuple(x.shape))
+
+
+def _session(path: str | os.PathLike[str], device: torch.device | None = None) -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise InputError(f"an .onnx model needs ONNX Runtime: {_INSTALL}") from None
+    providers = ["CPUExecutionProvider"]
+    if (
+        device is not None
+        and device.type == "cuda"
+        and "CUDAExecutionProvider" in ort.get_available_providers()
+    ):
+        providers.insert(0, "CUDAExecutionProvider")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise CheckpointError(
+            f"'{path}' is not an ONNX model ONNX Runtime can load ({' '.join(str(exc).split())[:200]})"
+        ) from None
+
+
+class OnnxModel(nn.Module):
+    """An ONNX Runtime session behind the nn.Module interface predict uses.
+
+    ``forward`` returns logits, as roadseg's networks do, so TTA and stitching are shared:
+    the graph's probability p comes back as logit(p), and predict's sigmoid gives p again.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], size_divisor: int, session: Any = None) -> None:
+        super().__init__()
+        self.path = str(path)
+        self.size_divisor = size_divisor
+        self._session = session or _session(path)
+        self._input = self._session.get_inputs()[0].name
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> OnnxModel:
+        """A session holds no trainable state and cannot be pickled: copies share it."""
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        array = x.detach().float().cpu().contiguous().numpy()
+        p = torch.from_numpy(self._session.run(None, {self._input: array})[0]).to(x.device)
+        return torch.logit(p.double()).float()
+
+    def set_threads(self, threads: int) -> None:
+        """Rebuild the session with ``threads`` intra-op threads (0: ONNX Runtime's default)."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads
+        self._session = ort.InferenceSession(self.path, options, providers=self._session.get_providers())
+
+
+def load_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, Any]:
+    """``(model, ModelInfo)`` of an ONNX file written by ``roadseg export``."""
+    from roadseg.checkpoint import ModelInfo
+
+    session = _session(path)
+    custom = session.get_modelmeta().custom_metadata_map
+    if META_KEY not in custom:
+        raise CheckpointError(
+            f"'{path}' has no roadseg metadata: only ONNX files written by 'roadseg export' can be run "
+            "(their normalization, GSD and threshold are needed)"
+        )
+    try:
+        meta = json.loads(custom[META_KEY])
+        info = ModelInfo(
+            arch=str(meta["arch"]),
+            arch_kwargs=dict(meta.get("arch_kwargs", {})),
+            in_channels=int(meta["in_channels"]),
+            normalization=Normalization.from_dict(meta["normalization"]),
+            gsd_m=None if meta.get("gsd_m") is None else float(meta["gsd_m"]),
+            threshold=float(meta.get("threshold", 0.5)),
+            meta={"exported_from": meta.get("exported_from")},
+            source="onnx",
+        )
+        divisor = int(meta.get("size_divisor", 32))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"'{path}': malformed roadseg metadata ({exc})") from None
+    return OnnxModel(path, divisor, session), info

@@ -1,0 +1,134 @@
+"""ONNX export and the ONNX Runtime backend: the same probabilities as PyTorch through the whole
+predict pipeline (tiling, d4 TTA, GSD resampling) for the bundled model, dlinknet34 and an
+official D-LinkNet .th, plus the metadata QGIS Deepness reads."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.windows import Window
+from test_checkpoint import _official_file
+
+from roadseg import create_model, save_model
+from roadseg.checkpoint import load_model
+from roadseg.cli import main
+from roadseg.errors import CheckpointError
+from roadseg.inference.predict import PredictOptions, predict_raster
+from roadseg.normalization import IMAGENET, OFFICIAL_DLINKNET
+from roadseg.weights import default_checkpoint
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+PARIS = Path(__file__).resolve().parents[1] / "examples" / "paris_spacenet_img1447.tif"
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def paris_crop(tmp_path_factory):
+    """A 320 x 320 corner of the Paris sample (real imagery, lon/lat grid, 0.3 m: resampled)."""
+    out = tmp_path_factory.mktemp("paris") / "crop.tif"
+    with rasterio.open(PARIS) as src:
+        profile = {
+            **src.profile,
+            "width": 320,
+            "height": 320,
+            "transform": src.window_transform(Window(0, 0, 320, 320)),
+        }
+        with rasterio.open(out, "w", **profile) as dst:
+            dst.write(src.read(window=Window(0, 0, 320, 320)))
+    return out
+
+
+def _spread(conv, model, scene, norm):
+    """Random weights give nearly one probability everywhere: scale the last convolution and
+    centre its logits on the scene, so a wrong channel or pixel would show."""
+    with rasterio.open(scene) as ds:
+        x = norm.apply(torch.from_numpy(ds.read()[:, :256, :256])[None])
+    with torch.no_grad():
+        conv.weight.mul_(300)
+        conv.bias.zero_()
+        conv.bias.sub_(model(x).median())
+
+
+def _probs(scene, ckpt, out, **kw):
+    opts = PredictOptions(tta="d4", tile_size=256, overlap=64, prob_dtype="float32", progress=False, **kw)
+    predict_raster(scene, checkpoint=ckpt, prob_out=out, options=opts)
+    with rasterio.open(out) as ds:
+        return ds.read(1)
+
+
+def _export(ckpt, out):
+    assert main(["export", str(ckpt), "--out", str(out), "-q"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("which", ["bundled", "dlinknet34", "official"])
+def test_onnx_predicts_what_pytorch_predicts(which, tmp_path, paris_crop):
+    if which == "bundled":
+        ckpt = default_checkpoint()
+    elif which == "dlinknet34":
+        torch.manual_seed(0)
+        model = create_model("dlinknet34").eval()
+        _spread(model.head[-1], model, paris_crop, IMAGENET)
+        ckpt = save_model(model, tmp_path / "d34.pt", gsd_m=0.5)
+    else:
+        _, ckpt = _official_file(tmp_path)  # BGR input: the swap is inside the graph
+        model, _ = load_model(ckpt)
+        _spread(model.head[-1], model, paris_crop, OFFICIAL_DLINKNET)
+        state = torch.load(ckpt, weights_only=True)
+        state["module.finalconv3.weight"] = model.head[-1].weight.detach().clone()
+        state["module.finalconv3.bias"] = model.head[-1].bias.detach().clone()
+        torch.save(state, ckpt)
+    onnx_path = _export(ckpt, tmp_path / "m.onnx")
+    torch_p = _probs(paris_crop, ckpt, tmp_path / "torch.tif")
+    onnx_p = _probs(paris_crop, onnx_path, tmp_path / "onnx.tif")
+    assert torch_p.std() > 0.02  # not a constant picture
+    np.testing.assert_allclose(onnx_p, torch_p, atol=TOLERANCE, rtol=0)
+    # roadseg's own metadata round-trips
+    _, a = load_model(ckpt)
+    _, b = load_model(onnx_path)
+    assert (b.arch, b.gsd_m, b.threshold, b.in_channels) == (a.arch, a.gsd_m, a.threshold, a.in_channels)
+    assert b.normalization.channel_order == "RGB"
+
+
+def test_onnx_metadata_is_what_deepness_reads(tmp_path):
+    onnx_path = _export(default_checkpoint(), tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+    _, info = load_model(default_checkpoint())
+    assert meta["model_type"] == "Segmentor" and meta["class_names"] == {"0": "road"}
+    assert meta["resolution"] == pytest.approx(info.gsd_m * 100)  # cm per pixel
+    assert (meta["tiles_size"], meta["tiles_overlap"]) == (1024, 12)
+    assert meta["seg_thresh"] == pytest.approx(info.threshold)
+    assert meta["standardization_mean"] == pytest.approx(list(info.normalization.mean))
+    assert meta["standardization_std"] == pytest.approx(list(info.normalization.std))
+    assert meta["roadseg"]["arch"] == "dlinknet_lite0"
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert inp.name == "image" and out.name == "probability"
+    assert isinstance(inp.shape[0], str) and isinstance(inp.shape[2], str)  # dynamic batch and size
+    import onnx
+
+    assert onnx.load(str(onnx_path)).opset_import[0].version == 18
+
+
+def test_onnx_errors(tmp_path, capsys):
+    assert main(["export", "--out", str(tmp_path / "m.txt")]) == 2
+    assert ".onnx" in capsys.readouterr().err
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    onnx.save(helper.make_model(graph), tmp_path / "other.onnx")
+    with pytest.raises(CheckpointError, match="no roadseg metadata"):
+        load_model(tmp_path / "other.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match="not an ONNX model"):
+        load_model(tmp_path / "junk.onnx")

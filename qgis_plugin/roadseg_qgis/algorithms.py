@@ -99,11 +99,7 @@ class PredictRoadsAlgorithm(_Base):
         )
         tile.setFlags(tile.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(tile)
-        self.addParameter(
-            QgsProcessingParameterVectorDestination(
-                self.OUTPUT, "Road lines", fileFilter="GeoPackage (*.gpkg)"
-            )
-        )
+        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Road lines"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.PROBABILITY, "Road probability"))
         self.addParameter(
             QgsProcessingParameterRasterDestination(
@@ -163,11 +159,7 @@ class VectorizeRoadsAlgorithm(_Base):
                 optional=True,
             )
         )
-        self.addParameter(
-            QgsProcessingParameterVectorDestination(
-                self.OUTPUT, "Road lines", fileFilter="GeoPackage (*.gpkg)"
-            )
-        )
+        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Road lines"))
 
     def processAlgorithm(self, parameters, context, feedback):
         raster = _raster_file(self, parameters, self.INPUT, context)

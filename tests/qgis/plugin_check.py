@@ -24,6 +24,9 @@ from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor
 
 plugin_parent, scene, work, png = sys.argv[1:5]
+# "defaults" (the README picture): the algorithm's defaults. Otherwise 0.3 m pixels and 128-px
+# tiles, so that the progress bar has many steps to follow.
+MAIN = {} if sys.argv[5:] == ["defaults"] else {"GSD": "0.3", "TILE_SIZE": 128}
 app = QgsApplication([], False)
 app.initQgis()
 sys.path.insert(0, "/usr/share/qgis/python/plugins")
@@ -57,7 +60,7 @@ feedback = Recorder()
 start = time.time()
 result = processing.run(
     "roadseg:predict",
-    {"INPUT": scene, "TTA": 2, "GSD": "0.3", "TILE_SIZE": 256, "OUTPUT": lines, "PROBABILITY": prob},
+    {"INPUT": scene, "OUTPUT": lines, "PROBABILITY": prob, **MAIN},
     feedback=feedback,
 )
 report["seconds"] = round(time.time() - start, 1)
@@ -100,7 +103,7 @@ try:
             "INPUT": scene,
             "TTA": 2,
             "GSD": "0.3",
-            "TILE_SIZE": 256,
+            "TILE_SIZE": 128,
             "OUTPUT": os.path.join(work2, "roads.gpkg"),
             "PROBABILITY": os.path.join(work2, "prob.tif"),
         },

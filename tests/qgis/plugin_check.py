@@ -6,6 +6,7 @@ asserts on it. Usage: python3 plugin_check.py PLUGIN_PARENT SCENE WORKDIR PNG
 
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -113,6 +114,17 @@ try:
 except QgsProcessingException as exc:
     report["cancel"] = str(exc)
 report["left_after_cancel"] = sorted(os.listdir(work2))
+
+# Vectorize roads on the probability, then Evaluate the lines against a copy of themselves
+vec = processing.run(
+    "roadseg:vectorize", {"INPUT": prob, "OUTPUT": os.path.join(work, "v.gpkg")}, feedback=Recorder()
+)
+report["vectorize_features"] = QgsVectorLayer(vec["OUTPUT"], "v").featureCount()
+shutil.copy(lines, os.path.join(work, "truth.gpkg"))
+scores = processing.run(
+    "roadseg:evaluate", {"PRED": lines, "TRUTH": os.path.join(work, "truth.gpkg")}, feedback=Recorder()
+)
+report["evaluate"] = {k: v for k, v in scores.items() if isinstance(v, float)}
 
 # a Python without roadseg: a clear message
 os.environ["ROADSEG_PYTHON"] = "/nonexistent/python"

@@ -101,7 +101,7 @@ def info_cmd(
         ("source", info.source),
         ("architecture", info.arch),
         ("arch kwargs", str(info.arch_kwargs)),
-        ("parameters", f"{count_parameters(model):,}"),
+        ("parameters", f"{count_parameters(model) or info.meta.get('parameters') or 0:,}"),
         ("input channels", str(info.in_channels)),
         ("normalization", info.normalization.describe()),
         (

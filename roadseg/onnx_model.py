@@ -109,12 +109,14 @@ def export_onnx(
         "size_divisor": divisor,
         "source": info.source,
         "exported_from": Path(checkpoint).name,
+        "parameters": sum(p.numel() for p in model.parameters()),  # after folding BatchNorm
     }
     deepness = {
         "model_type": "Segmentor",
         "class_names": {"0": "road"},
         "seg_thresh": info.threshold,
-        "tiles_size": tile_size,
+        "tiles_size": tile_size,  # the name in Deepness's documentation
+        "tile_size": tile_size,  # the name its current code reads (ModelBase.get_metadata_tile_size)
         "tiles_overlap": round(100 * overlap / tile_size),
         "standardization_mean": list(norm.mean),
         "standardization_std": list(norm.std),
@@ -262,7 +264,7 @@ def load_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, Any]:
             normalization=Normalization.from_dict(meta["normalization"]),
             gsd_m=None if meta.get("gsd_m") is None else float(meta["gsd_m"]),
             threshold=float(meta.get("threshold", 0.5)),
-            meta={"exported_from": meta.get("exported_from")},
+            meta={"exported_from": meta.get("exported_from"), "parameters": meta.get("parameters")},
             source="onnx",
         )
         divisor = int(meta.get("size_divisor", 32))

@@ -45,6 +45,21 @@ def write_raster(
     return path
 
 
+def write_tiles(folder: Path, n: int, size: int, *, broken_bytes: int | None = None) -> Path:
+    """``n`` adjacent ``size``² road scenes ``t0.tif``... at 0.5 m in ``folder``, plus a
+    truncated copy of the first as ``broken.tif`` when ``broken_bytes`` is given."""
+    folder.mkdir()
+    for i in range(n):
+        write_raster(
+            folder / f"t{i}.tif",
+            road_image(size, size, seed=i),
+            transform=Affine(0.5, 0, 500000 + size / 2 * i, 0, -0.5, 4000000),
+        )
+    if broken_bytes is not None:
+        (folder / "broken.tif").write_bytes((folder / "t0.tif").read_bytes()[:broken_bytes])
+    return folder
+
+
 def road_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A uint8 RGB scene with bright straight 'roads' on textured ground."""
     rng = np.random.default_rng(seed)

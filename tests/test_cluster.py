@@ -8,8 +8,7 @@ import threading
 import time
 
 import pytest
-from affine import Affine
-from conftest import road_image, write_raster
+from conftest import write_tiles
 
 from roadseg.cli import main
 from roadseg.cluster import parse_cluster
@@ -50,15 +49,7 @@ def _kill_a_writer(out, killed, stop):
 
 
 def test_cluster_run_matches_sequential_bytes_and_survives_a_killed_worker(tmp_path, varied_checkpoint):
-    src = tmp_path / "tiles"
-    src.mkdir()
-    for i in range(6):
-        write_raster(
-            src / f"t{i}.tif",
-            road_image(384, 384, seed=i),
-            transform=Affine(0.5, 0, 500000 + 200 * i, 0, -0.5, 4000000),
-        )
-    (src / "broken.tif").write_bytes((src / "t0.tif").read_bytes()[:4000])
+    src = write_tiles(tmp_path / "tiles", 6, 384, broken_bytes=4000)
     # local:2 on this machine's cores gives each worker its share of threads; oneDNN's float sums
     # depend on the thread count, so the sequential run to match uses the same share
     threads = str(max(1, (os.cpu_count() or 1) // 2))

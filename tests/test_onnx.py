@@ -94,14 +94,19 @@ def test_onnx_predicts_what_pytorch_predicts(which, tmp_path, paris_crop):
     assert b.normalization.channel_order == "RGB"
 
 
-def test_onnx_metadata_is_what_deepness_reads(tmp_path):
+def test_onnx_metadata_is_what_deepness_reads(tmp_path, capsys):
     onnx_path = _export(default_checkpoint(), tmp_path / "m.onnx")
+    capsys.readouterr()
+    assert main(["info", str(onnx_path)]) == 0
+    shown = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines() if line.strip())
+    assert shown["source"].strip() == "onnx" and shown["architecture"].strip() == "dlinknet_lite0"
+    assert int(shown["parameters"].replace(",", "")) > 6_000_000
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
     _, info = load_model(default_checkpoint())
     assert meta["model_type"] == "Segmentor" and meta["class_names"] == {"0": "road"}
     assert meta["resolution"] == pytest.approx(info.gsd_m * 100)  # cm per pixel
-    assert (meta["tiles_size"], meta["tiles_overlap"]) == (1024, 12)
+    assert (meta["tiles_size"], meta["tile_size"], meta["tiles_overlap"]) == (1024, 1024, 12)
     assert meta["seg_thresh"] == pytest.approx(info.threshold)
     assert meta["standardization_mean"] == pytest.approx(list(info.normalization.mean))
     assert meta["standardization_std"] == pytest.approx(list(info.normalization.std))

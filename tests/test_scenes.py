@@ -5,7 +5,7 @@ import time
 
 import rasterio
 from affine import Affine
-from conftest import road_image, write_raster
+from conftest import road_image, write_raster, write_tiles
 
 from roadseg.cli import main
 
@@ -16,15 +16,7 @@ def _rows(path):
 
 
 def _setup(tmp_path):
-    tiles = tmp_path / "tiles"
-    tiles.mkdir()
-    for i in range(2):
-        write_raster(
-            tiles / f"t{i}.tif",
-            road_image(96, 96, seed=i),
-            transform=Affine(0.5, 0, 500000 + 48 * i, 0, -0.5, 4000000),
-        )
-    (tiles / "broken.tif").write_bytes((tiles / "t0.tif").read_bytes()[:3000])
+    tiles = write_tiles(tmp_path / "tiles", 2, 96, broken_bytes=3000)
     extra = write_raster(
         tmp_path / "extra.tif", road_image(64, 64, seed=5), transform=Affine(0.5, 0, 0, 0, -0.5, 0)
     )

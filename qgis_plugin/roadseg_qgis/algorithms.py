@@ -37,6 +37,19 @@ def _raster_file(alg, parameters, name, context):
 
 
 class _Base(QgsProcessingAlgorithm):
+    """Processing's boilerplate, from each algorithm's NAME, TITLE and HELP."""
+
+    NAME = TITLE = HELP = ""
+
+    def name(self):
+        return self.NAME
+
+    def displayName(self):
+        return self.TITLE
+
+    def shortHelpString(self):
+        return self.HELP
+
     def group(self):
         return "Roads"
 
@@ -52,19 +65,14 @@ class PredictRoadsAlgorithm(_Base):
     DEVICE, TILE = "DEVICE", "TILE_SIZE"
     OUTPUT, PROBABILITY, MASK = "OUTPUT", "PROBABILITY", "MASK"
 
-    def name(self):
-        return "predict"
-
-    def displayName(self):
-        return "Predict roads"
-
-    def shortHelpString(self):
-        return (
-            "Road centrelines (lines with a mean_prob confidence) and a road probability raster from an "
-            "RGB image of any size, with roadseg's D-LinkNet. The image is resampled to the model's pixel size "
-            "when needed and the outputs lie on the image's own grid. Leave the model empty for the bundled "
-            "one; a roadseg checkpoint, official D-LinkNet .th or roadseg ONNX file also works."
-        )
+    NAME = "predict"
+    TITLE = "Predict roads"
+    HELP = (
+        "Road centrelines (lines with a mean_prob confidence) and a road probability raster from an "
+        "RGB image of any size, with roadseg's D-LinkNet. The image is resampled to the model's pixel size "
+        "when needed and the outputs lie on the image's own grid. Leave the model empty for the bundled "
+        "one; a roadseg checkpoint, official D-LinkNet .th or roadseg ONNX file also works."
+    )
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Image (RGB raster)"))
@@ -135,17 +143,12 @@ class PredictRoadsAlgorithm(_Base):
 class VectorizeRoadsAlgorithm(_Base):
     INPUT, THRESHOLD, OUTPUT = "INPUT", "THRESHOLD", "OUTPUT"
 
-    def name(self):
-        return "vectorize"
-
-    def displayName(self):
-        return "Vectorize roads"
-
-    def shortHelpString(self):
-        return (
-            "Road centrelines from a road probability or mask raster (roadseg's, or any 0-1 / 0-255 raster): "
-            "thinned, joined at junctions, short spurs pruned and small gaps closed."
-        )
+    NAME = "vectorize"
+    TITLE = "Vectorize roads"
+    HELP = (
+        "Road centrelines from a road probability or mask raster (roadseg's, or any 0-1 / 0-255 raster): "
+        "thinned, joined at junctions, short spurs pruned and small gaps closed."
+    )
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Road probability or mask raster"))
@@ -174,18 +177,13 @@ class VectorizeRoadsAlgorithm(_Base):
 class EvaluateAlgorithm(_Base):
     PRED, TRUTH, RELAX, PER_IMAGE = "PRED", "TRUTH", "RELAX", "PER_IMAGE"
 
-    def name(self):
-        return "evaluate"
-
-    def displayName(self):
-        return "Evaluate"
-
-    def shortHelpString(self):
-        return (
-            "Scores a prediction against a reference of the same kind: rasters give IoU, F1, relaxed "
-            "precision/recall within a tolerance and their breakeven; line layers give APLS and TOPO. "
-            "Files or folders (paired by file id)."
-        )
+    NAME = "evaluate"
+    TITLE = "Evaluate"
+    HELP = (
+        "Scores a prediction against a reference of the same kind: rasters give IoU, F1, relaxed "
+        "precision/recall within a tolerance and their breakeven; line layers give APLS and TOPO. "
+        "Files or folders (paired by file id)."
+    )
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterFile(self.PRED, "Prediction (raster or lines)"))

@@ -59,8 +59,8 @@ def export_onnx(
     checkpoint: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    tile_size: int = 1024,
-    overlap: int = 128,
+    tile_size: int = 512,
+    overlap: int = 64,
 ) -> dict[str, Any]:
     """Export a checkpoint (roadseg or official D-LinkNet) to ONNX at ``out``, atomically.
 

@@ -106,7 +106,7 @@ def test_onnx_metadata_is_what_deepness_reads(tmp_path, capsys):
     _, info = load_model(default_checkpoint())
     assert meta["model_type"] == "Segmentor" and meta["class_names"] == {"0": "road"}
     assert meta["resolution"] == pytest.approx(info.gsd_m * 100)  # cm per pixel
-    assert (meta["tiles_size"], meta["tile_size"], meta["tiles_overlap"]) == (1024, 1024, 12)
+    assert (meta["tiles_size"], meta["tile_size"], meta["tiles_overlap"]) == (512, 512, 12)
     assert meta["seg_thresh"] == pytest.approx(info.threshold)
     assert meta["standardization_mean"] == pytest.approx(list(info.normalization.mean))
     assert meta["standardization_std"] == pytest.approx(list(info.normalization.std))

@@ -103,7 +103,10 @@ class PredictRoadsAlgorithm(_Base):
         )
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=DEVICES, defaultValue=0))
         tile = QgsProcessingParameterNumber(
-            self.TILE, "Tile size (pixels, multiple of 32)", defaultValue=1024, minValue=64
+            self.TILE,
+            "Tile size (pixels, multiple of 32; 0: roadseg's, 512 on CPU, 1024 on GPU)",
+            defaultValue=0,
+            minValue=0,
         )
         tile.setFlags(tile.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(tile)
@@ -130,7 +133,8 @@ class PredictRoadsAlgorithm(_Base):
         args += ["--gsd", self.parameterAsString(parameters, self.GSD, context) or "auto"]
         args += ["--device", DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]]
         tile = self.parameterAsInt(parameters, self.TILE, context)
-        args += ["--tile-size", str(tile), "--overlap", str(min(128, tile // 4 // 32 * 32 or 32))]
+        if tile:
+            args += ["--tile-size", str(tile), "--overlap", str(max(32, min(128, tile // 8 // 32 * 32)))]
         if parameters.get(self.THRESHOLD) is not None:
             args += ["--threshold", str(self.parameterAsDouble(parameters, self.THRESHOLD, context))]
         run_roadseg(args, feedback, {"predict": (0, 90), "vectorize": (90, 100)}, outputs=[lines, prob, mask])

@@ -33,6 +33,10 @@ from roadseg.scenes import (
 log = logging.getLogger(__name__)
 
 _INSTALL = "pip install 'roadseg[cluster]'"
+#: Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which also turns off glibc's
+#: adaptive mmap threshold: every large array is then mmapped and zero-filled afresh, and a
+#: scene ran 2.6x slower in a worker than in a plain process (scripts/benchmark_scale.py).
+_TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 _models: dict[tuple[str, int], Any] = {}
 
 
@@ -89,9 +93,12 @@ def connect(spec: str) -> Iterator[Any]:
     if not logging.getLogger("roadseg").isEnabledFor(logging.DEBUG):
         logging.getLogger("distributed").setLevel(logging.WARNING)  # workers lost and retried still show
     if kind == "local":
+        import dask
+
         threads = max(1, (os.cpu_count() or 1) // value)
         env = {"ROADSEG_WORKER_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
         with (
+            dask.config.set({_TRIM_KEY: None}),
             LocalCluster(
                 n_workers=value,
                 threads_per_worker=1,

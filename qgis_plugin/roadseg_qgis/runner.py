@@ -71,7 +71,7 @@ def find_python():
     raise QgsProcessingException(
         "roadseg was not found"
         + (f": tried {', '.join(tried)}" if tried else "")
-        + ". Install it (pip install roadseg) and set the Python or virtual environment to use under "
+        + ". Install it (pip install . in the roadseg repository) and set the Python or virtual environment to use under "
         "Settings > Options > Processing > Providers > roadseg (or the ROADSEG_PYTHON environment variable)."
     )
 

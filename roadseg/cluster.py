@@ -37,6 +37,7 @@ _INSTALL = "pip install 'roadseg[cluster]'"
 #: adaptive mmap threshold: every large array is then mmapped and zero-filled afresh, and a
 #: scene ran 2.6x slower in a worker than in a plain process (scripts/benchmark_scale.py).
 _TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+_WORKER_LOGGING_KEY = "distributed.nanny.pre-spawn-environ.DASK_LOGGING__DISTRIBUTED"
 _models: dict[tuple[str, int], Any] = {}
 
 
@@ -91,14 +92,18 @@ def connect(spec: str) -> Iterator[Any]:
     except ImportError:
         raise InputError(f"--cluster needs Dask distributed: {_INSTALL}") from None
     if not logging.getLogger("roadseg").isEnabledFor(logging.DEBUG):
-        logging.getLogger("distributed").setLevel(logging.WARNING)  # workers lost and retried still show
+        # Dask's own notices (workers stopped, tasks cancelled) only with -v: the manifest says
+        # which worker ran each scene, and errors still show
+        logging.getLogger("distributed").setLevel(logging.ERROR)
     if kind == "local":
         import dask
 
         threads = max(1, (os.cpu_count() or 1) // value)
         env = {"ROADSEG_WORKER_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
         with (
-            dask.config.set({_TRIM_KEY: None}),
+            # workers log only errors (a cancelled task on Ctrl-C is not one)
+            dask.config.set({_TRIM_KEY: None, _WORKER_LOGGING_KEY: "error"}),
+            _quiet_resource_tracker(),
             LocalCluster(
                 n_workers=value,
                 threads_per_worker=1,
@@ -116,6 +121,21 @@ def connect(spec: str) -> Iterator[Any]:
         raise InputError(f"cannot reach the Dask scheduler at '{value}': {exc}") from None
     with client:
         yield client
+
+
+@contextlib.contextmanager
+def _quiet_resource_tracker() -> Iterator[None]:
+    """multiprocessing's resource tracker, started with the local cluster, warns of the
+    workers' semaphores after a Ctrl-C, below roadseg's one-line message: it inherits this."""
+    old = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = "ignore::UserWarning:multiprocessing.resource_tracker"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = old
 
 
 def predict_cluster(
@@ -146,11 +166,18 @@ def predict_cluster(
     sweep_partials(out_dir, scenes, outputs)
     todo = [s for s in scenes if not manifest.done(s, outputs.paths(out_dir, s))]
     opts = replace(options, progress=False)
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            client = stack.enter_context(connect(cluster))
-        _run(client, todo, out_dir, outputs, ckpt, opts, manifest)
-    sweep_partials(out_dir, scenes, outputs)
+    finished = False
+    try:
+        with contextlib.ExitStack() as stack:
+            if client is None:
+                client = stack.enter_context(connect(cluster))
+            _run(client, todo, out_dir, outputs, ckpt, opts, manifest)
+        finished = True
+    finally:
+        # every task has ended, or (interrupted) the local workers have been stopped: no writer
+        # is left to race; a remote cluster's orphaned tasks are swept by the next run's start
+        if finished or parse_cluster(cluster)[0] == "local":
+            sweep_partials(out_dir, scenes, outputs)
     return manifest
 
 

@@ -45,6 +45,10 @@ def write_raster(
     return path
 
 
+#: predict options for CLI tests that check files and messages, not accuracy: small tiles, no TTA
+FAST_PREDICT = ["--tile-size", "64", "--overlap", "16", "--tta", "none"]
+
+
 def write_tiles(folder: Path, n: int, size: int, *, broken_bytes: int | None = None) -> Path:
     """``n`` adjacent ``size``² road scenes ``t0.tif``... at 0.5 m in ``folder``, plus a
     truncated copy of the first as ``broken.tif`` when ``broken_bytes`` is given."""

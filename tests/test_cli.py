@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import rasterio
+from conftest import FAST_PREDICT
 
 from roadseg.cli import main
 
@@ -117,12 +118,7 @@ def test_predict_out_writes_road_vectors(tmp_path, scene_path, tiny_checkpoint, 
             str(tiny_checkpoint),
             "--out",
             str(out),
-            "--tile-size",
-            "64",
-            "--overlap",
-            "16",
-            "--tta",
-            "none",
+            *FAST_PREDICT,
             "--threshold",
             "0.3",
         ]

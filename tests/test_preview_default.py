@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import FAST_PREDICT
 from PIL import Image
 from scipy import ndimage
 
@@ -25,12 +26,7 @@ def test_predict_preview_shows_probability_and_lines(tmp_path, scene_path, varie
             str(tmp_path / "p.png"),
             "--prob-out",
             str(tmp_path / "prob.tif"),
-            "--tile-size",
-            "64",
-            "--overlap",
-            "16",
-            "--tta",
-            "none",
+            *FAST_PREDICT,
             "-q",
         ]
     )

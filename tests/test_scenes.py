@@ -5,7 +5,7 @@ import time
 
 import rasterio
 from affine import Affine
-from conftest import road_image, write_raster, write_tiles
+from conftest import FAST_PREDICT, road_image, write_raster, write_tiles
 
 from roadseg.cli import main
 
@@ -37,12 +37,7 @@ def test_many_scenes_write_outputs_and_a_manifest_and_go_on_after_a_failure(
         str(out),
         "--checkpoint",
         str(varied_checkpoint),
-        "--tile-size",
-        "64",
-        "--overlap",
-        "16",
-        "--tta",
-        "none",
+        *FAST_PREDICT,
         "-q",
     ]
     assert main(argv) == 1  # one scene failed: non-zero at the end, after the others

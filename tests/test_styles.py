@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import FAST_PREDICT
 
 from roadseg.cli import main
 from roadseg.io.styles import KINDS, _template, sidecar
@@ -17,12 +18,7 @@ def _predict(tmp_path, scene, ckpt, *extra):
         str(scene),
         "--checkpoint",
         str(ckpt),
-        "--tile-size",
-        "64",
-        "--overlap",
-        "16",
-        "--tta",
-        "none",
+        *FAST_PREDICT,
     ]
     return main([*argv, *extra, "-q"])
 

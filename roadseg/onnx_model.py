@@ -189,22 +189,17 @@ def _check_export(path: Path, graph: nn.Module, example: torch.Tensor) -> None:
     log.info("ONNX export checked: max |ONNX - PyTorch| = %.2g on %s", err, tuple(x.shape))
 
 
-def _session(path: str | os.PathLike[str], device: torch.device | None = None) -> Any:
+def _session(path: str | os.PathLike[str], threads: int = 0) -> Any:
+    """A CPU ONNX Runtime session (``threads`` intra-op threads; 0: ONNX Runtime's default)."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise InputError(f"an .onnx model needs ONNX Runtime: {_INSTALL}") from None
-    providers = ["CPUExecutionProvider"]
-    if (
-        device is not None
-        and device.type == "cuda"
-        and "CUDAExecutionProvider" in ort.get_available_providers()
-    ):
-        providers.insert(0, "CUDAExecutionProvider")
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(str(path), options, providers=providers)
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise CheckpointError(
             f"'{path}' is not an ONNX model ONNX Runtime can load ({' '.join(str(exc).split())[:200]})"
@@ -223,6 +218,7 @@ class OnnxModel(nn.Module):
         self.path = str(path)
         self.size_divisor = size_divisor
         self._session = session or _session(path)
+        self.threads = 0
         self._input = self._session.get_inputs()[0].name
 
     def __deepcopy__(self, memo: dict[int, Any]) -> OnnxModel:
@@ -235,13 +231,10 @@ class OnnxModel(nn.Module):
         return torch.logit(p.double()).float()
 
     def set_threads(self, threads: int) -> None:
-        """Rebuild the session with ``threads`` intra-op threads (0: ONNX Runtime's default)."""
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = threads
-        self._session = ort.InferenceSession(self.path, options, providers=self._session.get_providers())
+        """Rebuild the session with ``threads`` intra-op threads (0: ONNX Runtime's default),
+        once: predict calls this for every scene of a run."""
+        if threads != self.threads:
+            self._session, self.threads = _session(self.path, threads), threads
 
 
 def load_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, Any]:

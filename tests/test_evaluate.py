@@ -10,7 +10,7 @@ from shapely.geometry import LineString
 
 from roadseg.cli import main
 from roadseg.errors import InputError
-from roadseg.evaluate.graph import apls, topo
+from roadseg.evaluate.graph import apls, lines_to_graph, topo, topo_dense
 from roadseg.evaluate.pixel import Confusion, RelaxedCurve
 from roadseg.evaluate.tool import evaluate, sample_id
 
@@ -25,6 +25,7 @@ def test_apls_identical_is_one():
     truth = [LEFT, BRIDGE, RIGHT, LineString([(250, 0), (250, 300)])]
     assert apls(truth, truth)["apls"] == pytest.approx(1.0)
     assert topo(truth, truth)["topo"] == pytest.approx(1.0)
+    assert topo_dense(truth, truth)["topo_dense"] == pytest.approx(1.0)
 
 
 def test_apls_removed_bridge_loses_the_crossing_paths():
@@ -36,9 +37,89 @@ def test_apls_removed_bridge_loses_the_crossing_paths():
     assert r["apls"] == pytest.approx(2 * (40 / 110) / (1 + 40 / 110))
 
 
+# A hand graph: two roads between junctions A(0, 0) and B(30, 0) (straight 30 m, bent 34 m),
+# 30 m stubs to E and F at A and to G at B (so A and B stay junctions without the straight road),
+# B-C 30 m north, and a 40 m loop at C whose midpoint D (20 m round the loop) is its one control
+# point (the 37.5-50 m rule). Every other edge is under 37.5 m: no other control point.
+A_B = LineString([(0, 0), (30, 0)])
+A_B_BENT = LineString([(0, 0), (15, 8), (30, 0)])
+STUBS = [LineString([(0, 0), (-30, 0)]), LineString([(0, 0), (0, -30)]), LineString([(30, 0), (60, 0)])]
+B_C = LineString([(30, 0), (30, 30)])
+LOOP_C = LineString([(30, 30), (40, 30), (40, 40), (30, 40), (30, 30)])
+HAND = [A_B, A_B_BENT, *STUBS, B_C, LOOP_C]
+
+
+def test_graph_keeps_parallel_roads_and_loops_apart():
+    """Every edge's geometry starts and ends at its own nodes: no phantom shortcut from a
+    parallel road's or loop's node being merged with an unrelated point."""
+    g = lines_to_graph(HAND)
+    assert (g.number_of_nodes(), g.number_of_edges()) == (6, 7)  # D is a control point, not a node
+    for u, v, data in g.edges(data=True):
+        ends = {tuple(np.round(data["geom"].coords[0], 6)), tuple(np.round(data["geom"].coords[-1], 6))}
+        assert ends == {g.nodes[u]["xy"], g.nodes[v]["xy"]}
+        assert data["length"] == pytest.approx(data["geom"].length)
+
+
+def test_apls_loop_and_parallel_roads_minus_one_road_by_hand():
+    # 7 nodes, 42 ordered pairs each way. Without the straight road, the paths from A, E, F to
+    # B, G, C, D are 4 m longer (the bent road); every other path is unchanged.
+    r = apls(HAND, [g for g in HAND if g is not A_B])
+    truth_from = {"A": [30, 60, 60, 80], "E": [60, 90, 90, 110], "F": [60, 90, 90, 110]}
+    lengths = [d for ds in truth_from.values() for d in ds]
+    gt_to_prop = 1 - 2 * sum(4 / d for d in lengths) / 42
+    prop_to_gt = 1 - 2 * sum(4 / (d + 4) for d in lengths) / 42
+    assert r["apls_gt_to_prop"] == pytest.approx(gt_to_prop, abs=1e-9)
+    assert r["apls_prop_to_gt"] == pytest.approx(prop_to_gt, abs=1e-9)
+    assert r["apls"] == pytest.approx(2 * gt_to_prop * prop_to_gt / (gt_to_prop + prop_to_gt), abs=1e-9)
+    assert apls(HAND, HAND)["apls"] == pytest.approx(1.0)
+
+
+def test_apls_crossing_with_a_dropped_road_by_hand():
+    # truth: a crossing of two 80 m roads, four 40 m arms, each with its midpoint control point
+    # (the 37.5-50 m rule): 9 nodes, 72 ordered pairs; the prediction lacks the vertical road,
+    # so the 52 pairs that touch one of its 4 nodes score 1. The prediction's one 80 m edge gets
+    # its control point at the crossing: 3 nodes, all found in the truth.
+    h = LineString([(-40, 0), (40, 0)])
+    v = LineString([(0, -40), (0, 40)])
+    r = apls([h, v], [h])
+    assert r["apls_gt_to_prop"] == pytest.approx(20 / 72, abs=1e-9)
+    assert r["apls_prop_to_gt"] == pytest.approx(1.0)
+    assert r["apls"] == pytest.approx(10 / 23, abs=1e-9)
+
+
+def _street_grid(n=6, block=100.0):
+    lines = []
+    for i in range(n + 1):
+        lines.append(LineString([(0, i * block), (n * block, i * block)]))
+        lines.append(LineString([(i * block, 0), (i * block, n * block)]))
+    return lines
+
+
+def test_topo_of_a_2m_shift_is_near_one():
+    """Each origin is matched on its own: other origins' snapped points are no extra marbles."""
+    truth = _street_grid()
+    shifted = [affinity.translate(g, 2.0, 0) for g in truth]
+    spacenet = topo(truth, shifted)
+    dense = topo_dense(truth, shifted)
+    assert spacenet["topo_precision"] >= 0.98 and spacenet["topo_recall"] >= 0.98
+    assert dense["topo_dense_precision"] >= 0.98 and dense["topo_dense_recall"] >= 0.95
+    far = [affinity.translate(g, 10.0, 10.0) for g in truth]  # beyond the 4 m holes
+    assert topo(truth, far)["topo"] == 0.0
+
+
+def test_topo_missing_road_costs_recall_not_precision():
+    truth = _street_grid()
+    pred = truth[:-2]  # the last horizontal and vertical streets are missing
+    r = topo(truth, pred)
+    # marbles restart every 30 m on the longer merged edges, so a few miss their holes
+    assert r["topo_precision"] > 0.95
+    assert 0.5 < r["topo_recall"] < r["topo_precision"] - 0.05
+
+
 def test_apls_empty_prediction_is_zero():
     assert apls([LEFT, BRIDGE], [])["apls"] == 0.0
     assert topo([LEFT, BRIDGE], [])["topo"] == 0.0
+    assert topo_dense([LEFT, BRIDGE], [])["topo_dense"] == 0.0
 
 
 def test_apls_node_snapping_tolerance():

@@ -179,7 +179,7 @@ def evaluate_graphs(pred: Path, truth: Path) -> EvalResult:
     """APLS and TOPO over matched line-layer pairs (mean over pairs), in the truth's UTM zone."""
     import shapely
 
-    from roadseg.evaluate.graph import apls, topo
+    from roadseg.evaluate.graph import apls, topo, topo_dense
 
     result = EvalResult()
     for sid, pp, tp in pair(pred, truth, VECTOR_SUFFIXES):
@@ -189,9 +189,17 @@ def evaluate_graphs(pred: Path, truth: Path) -> EvalResult:
         utm = t_df.estimate_utm_crs()
         t_lines = list(shapely.get_parts(t_df.to_crs(utm).geometry.values))
         p_lines = list(shapely.get_parts(p_df.to_crs(utm).geometry.values)) if len(p_df) else []
-        row = {"id": sid, **apls(t_lines, p_lines), **topo(t_lines, p_lines)}
+        row = {"id": sid, **apls(t_lines, p_lines), **topo(t_lines, p_lines), **topo_dense(t_lines, p_lines)}
         result.rows.append(row)
-    keys = ("apls", "topo", "topo_precision", "topo_recall")
+    keys = (
+        "apls",
+        "topo",
+        "topo_precision",
+        "topo_recall",
+        "topo_dense",
+        "topo_dense_precision",
+        "topo_dense_recall",
+    )
     result.metrics = {k: float(np.mean([r[k] for r in result.rows])) for k in keys}
     return result
 

@@ -129,27 +129,42 @@ def export_cmd(
     ] = None,
     out: Annotated[Path, typer.Option(help="The ONNX file to write (.onnx).")] = Path("roadseg.onnx"),
     tile_size: Annotated[
-        int, typer.Option(help="Tile size written for QGIS Deepness (pixels; 512 is fastest on CPU).")
+        int,
+        typer.Option(
+            help="The model's input size (square, pixels; 512 is fastest on CPU), also written for Deepness."
+        ),
     ] = 512,
     overlap: Annotated[int, typer.Option(help="Tile overlap written for Deepness (pixels).")] = 64,
+    dynamic: Annotated[
+        bool,
+        typer.Option(
+            "--dynamic",
+            help="Any input size (multiples of 32) instead of --tile-size: for ONNX Runtime and "
+            "roadseg; QGIS Deepness needs the fixed size.",
+        ),
+    ] = False,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
-    """Export a model to ONNX (dynamic batch and size, opset 18) for ONNX Runtime, QGIS Deepness
-    and roadseg predict --checkpoint model.onnx."""
+    """Export a model to ONNX (opset 18, IR 9, dynamic batch) for QGIS Deepness, ONNX Runtime and
+    roadseg predict --checkpoint model.onnx."""
     _setup(verbose, quiet)
     from roadseg.onnx_model import export_onnx
     from roadseg.weights import default_checkpoint
 
     checkpoint = checkpoint or default_checkpoint()
     check_outputs({"checkpoint": checkpoint}, {"--out": (out, "onnx")})
-    meta = export_onnx(checkpoint, out, tile_size=tile_size, overlap=overlap)
+    meta = export_onnx(checkpoint, out, tile_size=tile_size, overlap=overlap, dynamic=dynamic)
     if not quiet:
         info = meta["roadseg"]
+        size = (
+            f"H, W multiples of {info['size_divisor']}"
+            if dynamic
+            else f"H = W = {tile_size} (what Deepness runs; --dynamic for any size)"
+        )
         _echo(
             f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): {info['arch']}, input 'image' "
-            f"(N, {info['in_channels']}, H, W) normalized RGB with H, W multiples of {info['size_divisor']}, "
-            "output 'probability' (N, 1, H, W)"
+            f"(N, {info['in_channels']}, H, W) normalized RGB with {size}, output 'probability' (N, 1, H, W)"
         )
 
 

@@ -1,15 +1,20 @@
 """ONNX models: ``roadseg export CKPT --out model.onnx``, and ``predict --checkpoint model.onnx``.
 
-The exported graph takes the normalized RGB image ``(N, C, H, W)`` (H and W any multiple of
-the model's divisor) and returns the road probability ``(N, 1, H, W)``: BatchNorm is folded,
-a BGR model (the official D-LinkNet) has its channel swap inside the graph, and the sigmoid
-is the last node. That is the contract of QGIS's Deepness plugin, whose metadata keys the
-file carries beside roadseg's own (normalization, GSD, threshold, architecture), so one file
-runs in Deepness, in any ONNX Runtime, and in ``roadseg predict``, which reads only
-onnxruntime (the ``onnx`` extra) and gives the same tiling, TTA, GSD handling and outputs.
+The exported graph takes the normalized RGB image ``(N, C, H, W)`` and returns the road
+probability ``(N, 1, H, W)``: BatchNorm is folded, a BGR model (the official D-LinkNet) has its
+channel swap inside the graph, and the sigmoid is the last node. That is the contract of QGIS's
+Deepness plugin, whose metadata keys the file carries beside roadseg's own (normalization, GSD,
+threshold, architecture), so one file runs in Deepness, in any ONNX Runtime, and in
+``roadseg predict``, which reads only onnxruntime and gives the same tiling, TTA, GSD handling
+and outputs.
 
-Opset 18 (ONNX Runtime 1.14+, 2023): the lowest the torch.export-based exporter writes
-without a lossy down-conversion.
+By default H = W = the tile size and only the batch is dynamic: Deepness reads the tile size
+from the input shape and fails on a symbolic one (its docs allow only a dynamic batch).
+``dynamic=True`` writes H and W as any multiple of the model's divisor, for other runtimes.
+
+Opset 18 in an IR version 9 file: ONNX Runtime 1.15 and later load it, Deepness's pinned
+onnxruntime 1.17.0 included (torch writes IR 10 by default, which 1.17 refuses); opset 18 is the
+lowest the torch.export-based exporter writes without a lossy down-conversion.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from roadseg.normalization import Normalization
 log = logging.getLogger(__name__)
 
 OPSET = 18
+#: The IR version written: 9 is the newest ONNX Runtime 1.17 (Deepness's pin) reads.
+IR_VERSION = 9
 #: metadata key holding roadseg's ModelInfo as JSON
 META_KEY = "roadseg"
 _INSTALL = "pip install 'roadseg[onnx]'"
@@ -61,11 +68,14 @@ def export_onnx(
     *,
     tile_size: int = 512,
     overlap: int = 64,
+    dynamic: bool = False,
 ) -> dict[str, Any]:
     """Export a checkpoint (roadseg or official D-LinkNet) to ONNX at ``out``, atomically.
 
-    The export checks itself: ONNX Runtime must give PyTorch's probabilities within
-    ``EXPORT_TOLERANCE`` on a random batch, or nothing is written. Returns the metadata.
+    The input is ``tile_size`` square with a dynamic batch, or any multiple of the model's
+    divisor with ``dynamic``. The export checks itself: ONNX Runtime must give PyTorch's
+    probabilities within ``EXPORT_TOLERANCE`` on a random batch, or nothing is written.
+    Returns the metadata.
     """
     try:
         import onnx
@@ -78,6 +88,7 @@ def export_onnx(
     model, info = load_model(checkpoint)
     model = fold_batchnorm(model.float().eval())
     divisor = int(getattr(model, "size_divisor", 32))
+    check_export_tiling(tile_size, overlap, divisor)
     norm = info.normalization
     c = info.in_channels
     order = None
@@ -91,14 +102,11 @@ def export_onnx(
             scale=norm.scale,
         )
     graph = _Graph(model, order).eval()
-    example = torch.randn(2, c, 8 * divisor, 8 * divisor)
-    dims = (
-        {
-            0: torch.export.Dim("batch"),
-            2: divisor * torch.export.Dim("h32"),
-            3: divisor * torch.export.Dim("w32"),
-        },
-    )
+    side = 8 * divisor if dynamic else tile_size
+    example = torch.randn(2, c, side, side)
+    dims: dict[int, Any] = {0: torch.export.Dim("batch")}
+    if dynamic:
+        dims |= {2: divisor * torch.export.Dim("h32"), 3: divisor * torch.export.Dim("w32")}
     meta = {
         "arch": info.arch,
         "arch_kwargs": info.arch_kwargs,
@@ -118,6 +126,7 @@ def export_onnx(
         "tiles_size": tile_size,  # the name in Deepness's documentation
         "tile_size": tile_size,  # the name its current code reads (ModelBase.get_metadata_tile_size)
         "tiles_overlap": round(100 * overlap / tile_size),
+        "seg_small_segment": 0,  # else Deepness median-filters the mask (9 x 9)
         "standardization_mean": list(norm.mean),
         "standardization_std": list(norm.std),
     }
@@ -137,11 +146,12 @@ def export_onnx(
                 opset_version=OPSET,
                 input_names=["image"],
                 output_names=["probability"],
-                dynamic_shapes=dims,
+                dynamic_shapes=(dims,),
                 optimize=True,
                 verbose=False,
             )
         proto = program.model_proto
+        proto.ir_version = IR_VERSION
         for key, value in {
             **{k: json.dumps(v) for k, v in deepness.items()},
             META_KEY: json.dumps(meta),
@@ -150,8 +160,20 @@ def export_onnx(
             entry.key, entry.value = key, value
         proto.doc_string = f"roadseg {info.arch}: road probability from a normalized RGB image"
         onnx.save(proto, tmp)
-        _check_export(tmp, graph, example)
+        _check_export(tmp, graph, example, dynamic)
     return {**deepness, META_KEY: meta}
+
+
+def check_export_tiling(tile_size: int, overlap: int, divisor: int) -> None:
+    """The tile size and overlap written for Deepness: a positive multiple of the model's
+    divisor, and an overlap under half the tile (Deepness takes it as a percentage)."""
+    if tile_size <= 0 or tile_size % divisor:
+        raise InputError(f"--tile-size must be a positive multiple of {divisor} (got {tile_size}); try 512")
+    if not 0 <= overlap < tile_size // 2:
+        raise InputError(
+            f"--overlap must be at least 0 and under half the tile size {tile_size} (got {overlap}); try "
+            f"{tile_size // 8}"
+        )
 
 
 @contextlib.contextmanager
@@ -174,10 +196,10 @@ def _rgb(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
     return (values[2], values[1], values[0], *values[3:channels])
 
 
-def _check_export(path: Path, graph: nn.Module, example: torch.Tensor) -> None:
-    """Run the file in ONNX Runtime on another batch size and a non-square shape."""
+def _check_export(path: Path, graph: nn.Module, example: torch.Tensor, dynamic: bool) -> None:
+    """Run the file in ONNX Runtime on another batch size (and a non-square shape if dynamic)."""
     _, c, h, _ = example.shape
-    x = torch.randn(3, c, h // 2, h + h // 4)
+    x = torch.randn(3, c, h // 2, h + h // 4) if dynamic else torch.randn(1, c, h, h)
     got = _session(path).run(None, {"image": x.numpy()})[0]
     with torch.no_grad():
         want = graph(x).numpy()
@@ -219,7 +241,11 @@ class OnnxModel(nn.Module):
         self.size_divisor = size_divisor
         self._session = session or _session(path)
         self.threads = 0
-        self._input = self._session.get_inputs()[0].name
+        first = self._session.get_inputs()[0]
+        self._input = first.name
+        h, w = first.shape[-2:]
+        #: the one tile side a fixed-size export runs (Deepness's layout), None if any size runs
+        self.fixed_size: int | None = h if isinstance(h, int) and h == w else None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> OnnxModel:
         """A session holds no trainable state and cannot be pickled: copies share it."""

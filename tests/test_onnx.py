@@ -15,7 +15,7 @@ from test_checkpoint import _official_file
 from roadseg import create_model, save_model
 from roadseg.checkpoint import load_model
 from roadseg.cli import main
-from roadseg.errors import CheckpointError
+from roadseg.errors import CheckpointError, InputError
 from roadseg.inference.predict import PredictOptions, predict_raster
 from roadseg.normalization import IMAGENET, OFFICIAL_DLINKNET
 from roadseg.weights import default_checkpoint
@@ -54,14 +54,15 @@ def _spread(conv, model, scene, norm):
 
 
 def _probs(scene, ckpt, out, **kw):
-    opts = PredictOptions(tta="d4", tile_size=256, overlap=64, prob_dtype="float32", progress=False, **kw)
+    kw = {"tile_size": 256, **kw}
+    opts = PredictOptions(tta="d4", overlap=64, prob_dtype="float32", progress=False, **kw)
     predict_raster(scene, checkpoint=ckpt, prob_out=out, options=opts)
     with rasterio.open(out) as ds:
         return ds.read(1)
 
 
-def _export(ckpt, out):
-    assert main(["export", str(ckpt), "--out", str(out), "-q"]) == 0
+def _export(ckpt, out, *args):
+    assert main(["export", str(ckpt), "--out", str(out), "-q", *args]) == 0
     return out
 
 
@@ -82,7 +83,7 @@ def test_onnx_predicts_what_pytorch_predicts(which, tmp_path, paris_crop):
         state["module.finalconv3.weight"] = model.head[-1].weight.detach().clone()
         state["module.finalconv3.bias"] = model.head[-1].bias.detach().clone()
         torch.save(state, ckpt)
-    onnx_path = _export(ckpt, tmp_path / "m.onnx")
+    onnx_path = _export(ckpt, tmp_path / "m.onnx", "--dynamic")
     torch_p = _probs(paris_crop, ckpt, tmp_path / "torch.tif")
     onnx_p = _probs(paris_crop, onnx_path, tmp_path / "onnx.tif")
     assert torch_p.std() > 0.02  # not a constant picture
@@ -108,15 +109,46 @@ def test_onnx_metadata_is_what_deepness_reads(tmp_path, capsys):
     assert meta["resolution"] == pytest.approx(info.gsd_m * 100)  # cm per pixel
     assert (meta["tiles_size"], meta["tile_size"], meta["tiles_overlap"]) == (512, 512, 12)
     assert meta["seg_thresh"] == pytest.approx(info.threshold)
+    assert meta["seg_small_segment"] == 0  # no 9 x 9 median filter in Deepness
     assert meta["standardization_mean"] == pytest.approx(list(info.normalization.mean))
     assert meta["standardization_std"] == pytest.approx(list(info.normalization.std))
     assert meta["roadseg"]["arch"] == "dlinknet_lite0"
     (inp,), (out,) = session.get_inputs(), session.get_outputs()
     assert inp.name == "image" and out.name == "probability"
-    assert isinstance(inp.shape[0], str) and isinstance(inp.shape[2], str)  # dynamic batch and size
+    # Deepness reads the tile size from the input: only the batch may be symbolic
+    assert isinstance(inp.shape[0], str) and inp.shape[1:] == [3, 512, 512]
     import onnx
 
-    assert onnx.load(str(onnx_path)).opset_import[0].version == 18
+    proto = onnx.load(str(onnx_path))
+    # Deepness's onnxruntime (<= 1.17.0) reads IR versions up to 9
+    assert proto.opset_import[0].version == 18 and proto.ir_version == 9
+
+
+def test_fixed_size_onnx_predicts_what_pytorch_predicts(tmp_path, paris_crop):
+    """The Deepness layout (one tile size, dynamic batch) through predict: the same tiles as
+    PyTorch at that size, the same probabilities; another --tile-size is refused."""
+    ckpt = default_checkpoint()
+    onnx_path = _export(ckpt, tmp_path / "fixed.onnx", "--tile-size", "256")
+    with pytest.raises(InputError, match="only 256-px tiles"):
+        _probs(paris_crop, onnx_path, tmp_path / "x.tif", gsd="native", tile_size=512)
+    assert not (tmp_path / "x.tif").exists()
+    torch_p = _probs(paris_crop, ckpt, tmp_path / "torch.tif", gsd="native")
+    onnx_p = _probs(paris_crop, onnx_path, tmp_path / "onnx.tif", gsd="native", tile_size=None)
+    assert torch_p.std() > 0.02
+    np.testing.assert_allclose(onnx_p, torch_p, atol=TOLERANCE, rtol=0)
+
+
+def test_export_options_are_checked(tmp_path, capsys):
+    for args, says in (
+        (["--tile-size", "0"], "--tile-size must be a positive multiple of 32"),
+        (["--tile-size", "500"], "--tile-size must be a positive multiple of 32"),
+        (["--overlap", "-64"], "--overlap must be at least 0"),
+        (["--overlap", "256"], "--overlap must be at least 0 and under half"),
+    ):
+        assert main(["export", "--out", str(tmp_path / "m.onnx"), *args]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.iterdir())
 
 
 def test_onnx_errors(tmp_path, capsys):

@@ -58,6 +58,10 @@ def image_bytes(model: nn.Module, tile: int, in_channels: int) -> int:
     the bundled model and 1.9 GB for dlinknet34 at 1024 px, against measured peaks well under
     that, so a pass planned on it fits.
     """
+    if next(model.parameters(), None) is None:
+        # an ONNX Runtime session: its activations live outside torch (and a fixed-size one
+        # cannot run the probe's image); count the input and the output
+        return (in_channels + 1) * 4 * tile * tile
     key = (id(model), in_channels)
     if key not in _image_cache:
         total = 0
@@ -77,7 +81,6 @@ def image_bytes(model: nn.Module, tile: int, in_channels: int) -> int:
         finally:
             for h in hooks:
                 h.remove()
-        # at least the input and the output: models without leaf modules (ONNX sessions)
         _image_cache[key] = max(total, (in_channels + 1) * 4 * _PROBE**2) // _PROBE**2
     return _image_cache[key] * tile * tile
 
@@ -93,16 +96,18 @@ def plan_passes(
     max_pass: int | None,
     divisor: int,
     free: int | None = None,
+    fixed_tile: bool = False,
 ) -> PassPlan:
     """Tile, batch and pass size that fit the memory free now (``free``: bytes, for tests).
 
     Explicit ``batch_size`` and ``max_pass`` are kept; the tile still shrinks (halving, on
-    the model's multiple) while one image does not fit in the budget.
+    the model's multiple) while one image does not fit in the budget, unless the model runs
+    one tile size only (``fixed_tile``).
     """
     budget = FREE_FRACTION * (free_bytes(device) if free is None else free)
     per_image = image_bytes(model, tile, in_channels)
     shrunk = tile
-    while per_image > budget and shrunk // 2 >= MIN_TILE:
+    while not fixed_tile and per_image > budget and shrunk // 2 >= MIN_TILE:
         shrunk = max(MIN_TILE, shrunk // 2 // divisor * divisor)
         per_image = image_bytes(model, shrunk, in_channels)
     if shrunk != tile:

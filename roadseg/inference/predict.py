@@ -199,10 +199,17 @@ def infer_scene(
 ) -> int:
     """Run tiled TTA inference over ``ds``; ``sink`` receives probability row strips."""
     divisor = int(getattr(model, "size_divisor", 32))
-    tile = DEFAULT_TILE.get(device.type, GPU_TILE) if opts.tile_size is None else opts.tile_size
+    fixed = getattr(model, "fixed_size", None)  # an ONNX file exported for Deepness
+    if fixed and opts.tile_size not in (None, fixed):
+        raise InputError(
+            f"this ONNX model runs only {fixed}-px tiles (its input size is fixed): drop --tile-size, "
+            "or export with 'roadseg export --dynamic'"
+        )
+    tile = fixed or (DEFAULT_TILE.get(device.type, GPU_TILE) if opts.tile_size is None else opts.tile_size)
     overlap = tile // 8 if opts.overlap is None else opts.overlap
     check_tiling(tile, overlap, divisor)
-    tile, overlap = _fit_tile(ds.height, ds.width, tile, overlap, divisor)
+    if not fixed:
+        tile, overlap = _fit_tile(ds.height, ds.width, tile, overlap, divisor)
     n_views = len(views(opts.tta))
     plan = plan_passes(
         model,
@@ -213,6 +220,7 @@ def infer_scene(
         batch_size=opts.batch_size,
         max_pass=opts.max_pass,
         divisor=divisor,
+        fixed_tile=bool(fixed),
     )
     if plan.tile != tile:
         overlap = min(overlap, plan.tile // 4 // divisor * divisor or divisor)

@@ -31,6 +31,8 @@ def fold_batchnorm(model: nn.Module, *, check_size: int = 64) -> nn.Module:
     against the model on a random input; if they differ (a model built otherwise), the
     unchanged model is returned."""
     model = model.eval()
+    if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        return model  # nothing to fold (an ONNX session among them): no copy, no check run
     folded = copy.deepcopy(model)
     with torch.no_grad():
         for parent in folded.modules():

@@ -86,14 +86,9 @@ def test_deepness_runs_the_default_export(tmp_path, deepness_python, projected_p
     args = ["predict", str(projected_paris), "--prob-out", str(prob), "--tta", "none", "-q", "--no-style"]
     assert main(args) == 0
     deepness_mask = tmp_path / "deepness_mask.tif"
+    script = ROOT / "tests" / "qgis" / "deepness_check.py"
     proc = subprocess.run(
-        [
-            str(deepness_python),
-            str(ROOT / "tests" / "qgis" / "deepness_check.py"),
-            str(DEEPNESS),
-            str(projected_paris),
-        ]
-        + [str(model), str(deepness_mask)],
+        [str(p) for p in (deepness_python, script, DEEPNESS, projected_paris, model, deepness_mask)],
         capture_output=True,
         text=True,
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},

@@ -177,7 +177,10 @@ def predict_cmd(
             "or @list.txt with --out-dir."
         ),
     ],
-    out: Annotated[Path | None, typer.Option(help="Road centerlines: .geojson (EPSG:4326) or .gpkg.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Road centerlines: .geojson (EPSG:4326), .gpkg, or .graphml (a routable osmnx graph)."),
+    ] = None,
     checkpoint: Annotated[
         Path | None, typer.Option(help="Model checkpoint (roadseg or official D-LinkNet .th).")
     ] = None,
@@ -399,7 +402,13 @@ def vectorize_cmd(
             help="Road probability (0-255 or 0-1) or 0/1 mask raster(s); several on one grid: one network."
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Output: .geojson (EPSG:4326) or .gpkg (raster's CRS).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output: .geojson (EPSG:4326), .gpkg (raster's CRS; with nodes and edges layers) or "
+            ".graphml (a routable osmnx graph, EPSG:4326)."
+        ),
+    ],
     threshold: Annotated[float | None, typer.Option(help="Probability threshold 0-1 (default 0.5).")] = None,
     min_length_m: Annotated[float, typer.Option(help="Drop networks shorter than this (m).")] = 20.0,
     spur_length_m: Annotated[
@@ -418,10 +427,13 @@ def vectorize_cmd(
     style: Annotated[
         bool, typer.Option("--style/--no-style", help="A QGIS style sidecar (NAME.qml) beside --out.")
     ] = True,
+    speed_kph: Annotated[
+        float, typer.Option(help="Speed of every road in the network's travel_time (km/h).")
+    ] = 50.0,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
-    """Turn a road raster into a connected centerline graph for QGIS."""
+    """Turn a road raster into a connected centerline graph for QGIS, osmnx and networkx."""
     _setup(verbose, quiet)
     from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
 
@@ -436,6 +448,7 @@ def vectorize_cmd(
         pixel_coords=pixel_coords,
         progress=not quiet,
         style=style,
+        speed_kph=speed_kph,
     )
     check_outputs(
         {f"raster '{r}'": r for r in rasters},

@@ -16,10 +16,12 @@ from roadseg.errors import InputError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".vrt")
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp")
+#: road networks as graphs (osmnx's GraphML); written by vectorize and predict, never read
+GRAPH_SUFFIXES = (".graphml",)
 #: the suffixes each kind of output may have (its writer picks the format by it)
 OUTPUT_SUFFIXES = {
     "geotiff": (".tif", ".tiff"),
-    "vector": (".geojson", ".gpkg"),
+    "vector": (".geojson", ".gpkg", ".graphml"),
     "png": (".png",),
     "csv": (".csv",),
     "qml": (".qml",),
@@ -27,7 +29,7 @@ OUTPUT_SUFFIXES = {
 }
 _FORMATS = {
     "geotiff": "a GeoTIFF",
-    "vector": "GeoJSON or GeoPackage",
+    "vector": "GeoJSON, GeoPackage or GraphML",
     "png": "a PNG picture",
     "csv": "CSV",
     "qml": "a QGIS style",
@@ -78,7 +80,7 @@ def with_styles(
     out = dict(outputs)
     if style:
         for name, (path, kind) in outputs.items():
-            if path is not None and kind in ("geotiff", "vector"):
+            if path is not None and kind in ("geotiff", "vector") and path.suffix.lower() not in GRAPH_SUFFIXES:
                 out[f"the style of {name}"] = (path.with_suffix(".qml"), "qml")
     return out
 

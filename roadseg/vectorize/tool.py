@@ -29,6 +29,7 @@ from roadseg.io.atomic import check_output_path
 from roadseg.io.kinds import road_raster_kind
 from roadseg.io.raster import has_invalid_pixels, open_raster, pixel_size_m
 from roadseg.io.styles import write_style
+from roadseg.vectorize.network import DEFAULT_SPEED_KPH
 from roadseg.vectorize import graph as G
 from roadseg.vectorize.geo import (
     areas_m2,
@@ -66,8 +67,12 @@ class VectorizeOptions:
     workers: int = 0  # processes for the blocks; 0: one per core (up to the block count)
     progress: bool = True
     style: bool = True  # write a QGIS style sidecar (NAME.qml) beside the output
+    #: the speed each road gets in the network's travel_time (GraphML, GeoPackage edges)
+    speed_kph: float = DEFAULT_SPEED_KPH
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.speed_kph) and self.speed_kph > 0):
+            raise InputError(f"--speed-kph must be a positive speed in km/h, got {self.speed_kph}")
         if self.threshold is not None and not 0 < self.threshold < 1:
             raise InputError(f"--threshold must be a probability between 0 and 1, got {self.threshold}")
         for name in ("min_length_m", "spur_length_m", "gap_m", "simplify_m", "hole_area_m2", "blob_area_m2"):
@@ -211,8 +216,16 @@ def vectorize_raster(
         what = f"probability threshold {user_threshold:g}" if is_prob else "a binary mask"
         warnings.warn(f"no roads found in '{raster}' ({what}); writing an empty layer", stacklevel=2)
     gtype = "Polygon" if opts.geometry == "polygon" else "LineString"
-    written = write_vectors(out, geoms, columns, crs=crs, geometry_type=gtype, pixel_coords=opts.pixel_coords)
-    if opts.style:
+    written = write_vectors(
+        out,
+        geoms,
+        columns,
+        crs=crs,
+        geometry_type=gtype,
+        pixel_coords=opts.pixel_coords,
+        speed_kph=opts.speed_kph if opts.geometry == "line" else None,
+    )
+    if opts.style and driver_for(written) != "GraphML":  # QGIS styles no graph file
         write_style(written, "lines" if opts.geometry == "line" else "polygons")
     return VectorizeResult(written, len(geoms), n_comp, total, time.perf_counter() - start, geoms)
 

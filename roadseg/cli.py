@@ -179,7 +179,9 @@ def predict_cmd(
     ],
     out: Annotated[
         Path | None,
-        typer.Option(help="Road centerlines: .geojson (EPSG:4326), .gpkg, or .graphml (a routable osmnx graph)."),
+        typer.Option(
+            help="Road centerlines: .geojson (EPSG:4326), .gpkg, or .graphml (a routable osmnx graph)."
+        ),
     ] = None,
     checkpoint: Annotated[
         Path | None, typer.Option(help="Model checkpoint (roadseg or official D-LinkNet .th).")

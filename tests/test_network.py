@@ -2,6 +2,8 @@
 read, GeoPackage nodes/edges layers in osmnx's layout, lengths that are the lines' lengths,
 junctions as shared nodes, and the same graph from 4 adjacent scenes as from the whole."""
 
+import itertools
+
 import geopandas as gpd
 import networkx as nx
 import numpy as np
@@ -62,7 +64,8 @@ def test_graphml_loads_in_osmnx_and_routes_on_line_lengths(grid):
     b = max(junctions, key=lambda n: xy[n][0] - xy[n][1])  # the south-east one
     route = ox.routing.shortest_path(g, a, b, weight="length")
     along = sum(
-        min(_geodesic(d["geometry"]) for d in g.get_edge_data(u, v).values()) for u, v in zip(route, route[1:])
+        min(_geodesic(d["geometry"]) for d in g.get_edge_data(u, v).values())
+        for u, v in itertools.pairwise(route)
     )
     # within the centimetre of the file's 7-decimal coordinates, per edge
     assert nx.shortest_path_length(g, a, b, weight="length") == pytest.approx(along, abs=0.01 * len(route))
@@ -105,7 +108,9 @@ def test_graph_of_four_adjacent_scenes_equals_the_whole(tmp_path):
     whole = write_raster(tmp_path / "whole.tif", m, transform=T, crs=CRS)
     cuts = [(0, 0, 290, 310), (0, 310, 290, 600), (290, 0, 600, 310), (290, 310, 600, 600)]
     pieces = [
-        write_raster(tmp_path / f"p{i}.tif", m[r0:r1, c0:c1], transform=T @ Affine.translation(c0, r0), crs=CRS)
+        write_raster(
+            tmp_path / f"p{i}.tif", m[r0:r1, c0:c1], transform=T @ Affine.translation(c0, r0), crs=CRS
+        )
         for i, (r0, c0, r1, c1) in enumerate(cuts)
     ]
     assert main(["vectorize", str(whole), "--out", str(tmp_path / "whole.graphml"), "-q"]) == 0

@@ -80,7 +80,11 @@ def with_styles(
     out = dict(outputs)
     if style:
         for name, (path, kind) in outputs.items():
-            if path is not None and kind in ("geotiff", "vector") and path.suffix.lower() not in GRAPH_SUFFIXES:
+            if (
+                path is not None
+                and kind in ("geotiff", "vector")
+                and path.suffix.lower() not in GRAPH_SUFFIXES
+            ):
                 out[f"the style of {name}"] = (path.with_suffix(".qml"), "qml")
     return out
 

@@ -123,7 +123,9 @@ def write_vectors(
     out_crs = crs
     check_placeable(path, crs, "the raster", pixel_coords=pixel_coords)
     if driver == "GraphML" and speed_kph is None:
-        raise InputError(f"'{Path(path).name}': GraphML holds a road network; road polygons go to .gpkg or .geojson")
+        raise InputError(
+            f"'{Path(path).name}': GraphML holds a road network; road polygons go to .gpkg or .geojson"
+        )
     if driver in ("GeoJSON", "GraphML"):
         if crs is not None:
             geoms = to_lonlat(geoms, crs)
@@ -145,8 +147,16 @@ def write_vectors(
     if driver == "GPKG" and speed_kph is not None:
         nodes, points, edges = network_columns(geoms, columns, speed_kph)
         layers += [
-            ("nodes", gpd.GeoDataFrame(nodes, geometry=gpd.GeoSeries(points, crs=out_crs), crs=out_crs), "Point"),
-            ("edges", gpd.GeoDataFrame(edges, geometry=gpd.GeoSeries(geoms, crs=out_crs), crs=out_crs), geometry_type),
+            (
+                "nodes",
+                gpd.GeoDataFrame(nodes, geometry=gpd.GeoSeries(points, crs=out_crs), crs=out_crs),
+                "Point",
+            ),
+            (
+                "edges",
+                gpd.GeoDataFrame(edges, geometry=gpd.GeoSeries(geoms, crs=out_crs), crs=out_crs),
+                geometry_type,
+            ),
         ]
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="'crs' was not provided")

@@ -66,16 +66,22 @@ def network_columns(
     return nodes, points, edges
 
 
-def write_graphml(path: Any, geoms: list[Any], columns: dict[str, list[Any]], crs: Any, speed_kph: float) -> None:
+def write_graphml(
+    path: Any, geoms: list[Any], columns: dict[str, list[Any]], crs: Any, speed_kph: float
+) -> None:
     """An osmnx GraphML file at ``path`` (written as is: the caller makes it atomic)."""
     import networkx as nx
 
     from roadseg import __version__
 
     nodes, _, edges = network_columns(geoms, columns, speed_kph)
-    graph = nx.MultiDiGraph(crs=crs.to_string().lower(), created_with=f"roadseg {__version__}", simplified="True")
+    graph = nx.MultiDiGraph(
+        crs=crs.to_string().lower(), created_with=f"roadseg {__version__}", simplified="True"
+    )
     for i, n in enumerate(nodes["osmid"]):
-        graph.add_node(n, x=str(nodes["x"][i]), y=str(nodes["y"][i]), street_count=str(nodes["street_count"][i]))
+        graph.add_node(
+            n, x=str(nodes["x"][i]), y=str(nodes["y"][i]), street_count=str(nodes["street_count"][i])
+        )
     for i, g in enumerate(geoms):
         attrs = {k: str(edges[k][i]) for k in edges if k not in ("u", "v", "key", "reversed")}
         u, v, k = edges["u"][i], edges["v"][i], edges["key"][i]

@@ -29,7 +29,6 @@ from roadseg.io.atomic import check_output_path
 from roadseg.io.kinds import road_raster_kind
 from roadseg.io.raster import has_invalid_pixels, open_raster, pixel_size_m
 from roadseg.io.styles import write_style
-from roadseg.vectorize.network import DEFAULT_SPEED_KPH
 from roadseg.vectorize import graph as G
 from roadseg.vectorize.geo import (
     areas_m2,
@@ -39,6 +38,7 @@ from roadseg.vectorize.geo import (
     pixel_to_map,
     write_vectors,
 )
+from roadseg.vectorize.network import DEFAULT_SPEED_KPH
 from roadseg.vectorize.skeleton import Block, plan_blocks, process_block
 
 log = logging.getLogger(__name__)

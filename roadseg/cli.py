@@ -38,6 +38,25 @@ app = typer.Typer(
 
 _STATE = {"verbose": False, "terminated": False}
 
+
+def _version(value: bool) -> None:
+    if value:
+        from roadseg import __version__
+
+        typer.echo(f"roadseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Road extraction from satellite and aerial imagery: predict, vectorize, train, evaluate."""
+
+
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More messages; tracebacks on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bar.")]
 
@@ -68,13 +87,12 @@ def _echo(text: str) -> None:
 def models_cmd(verbose: Verbose = False, quiet: Quiet = False) -> None:
     """List the model architectures with their parameter counts."""
     _setup(verbose, quiet)
-    from roadseg.models import count_parameters, create_model, describe_model, list_models
+    from roadseg.catalog import ARCHITECTURES  # data only: no torch import, no model built
 
-    width = max(len(name) for name in list_models())
+    width = max(len(name) for name in ARCHITECTURES)
     typer.echo(f"{'name':<{width}} {'params':>9}  description")
-    for name in list_models():
-        n = count_parameters(create_model(name))
-        typer.echo(f"{name:<{width}} {n / 1e6:>8.2f}M  {describe_model(name)}")
+    for name, (description, n) in sorted(ARCHITECTURES.items()):
+        typer.echo(f"{name:<{width}} {n / 1e6:>8.2f}M  {description}")
 
 
 @app.command("info")
@@ -184,7 +202,10 @@ def predict_cmd(
         ),
     ] = None,
     checkpoint: Annotated[
-        Path | None, typer.Option(help="Model checkpoint (roadseg or official D-LinkNet .th).")
+        Path | None,
+        typer.Option(
+            help="Model: a roadseg .pt, an official D-LinkNet .th, or an .onnx from roadseg export."
+        ),
     ] = None,
     prob_out: Annotated[Path | None, typer.Option(help="Probability raster (COG).")] = None,
     mask_out: Annotated[Path | None, typer.Option(help="Binary road mask raster 0/1 (COG).")] = None,
@@ -247,7 +268,7 @@ def predict_cmd(
         str | None,
         typer.Option(
             help="With --out-dir: run scenes on Dask workers: local:N, tcp://HOST:8786 or a scheduler .json "
-            "(pip install 'roadseg[cluster]')."
+            "(pip install 'roadseg\\[cluster]')."
         ),
     ] = None,
     verbose: Verbose = False,

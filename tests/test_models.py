@@ -1,4 +1,6 @@
 import hashlib
+import subprocess
+import sys
 import urllib.error
 
 import pytest
@@ -6,6 +8,7 @@ import torch
 import torchvision
 
 import roadseg
+from roadseg.catalog import ARCHITECTURES
 from roadseg.errors import InputError, WeightsUnavailableError
 from roadseg.models import Architecture, count_parameters, create_model, list_models
 from roadseg.models.encoders import resnet as encoders
@@ -38,6 +41,18 @@ def test_registry_lists_every_model():
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_parameter_counts(name):
     assert count_parameters(create_model(name)) == PARAMS[name]
+    assert ARCHITECTURES[name][1] == PARAMS[name]  # what `roadseg models` prints without building
+
+
+def test_models_and_version_answer_without_torch():
+    code = (
+        "import sys; from roadseg.cli import main; "
+        "assert main(['models']) == 0 and main(['--version']) == 0; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "dlinknet_lite0" in out.stdout and "roadseg 0." in out.stdout
 
 
 def test_dlinknet34_matches_paper_size():

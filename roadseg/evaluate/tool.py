@@ -70,14 +70,33 @@ def pair(pred: Path, truth: Path, suffixes: tuple[str, ...]) -> list[tuple[str, 
     return [(k, p[k], t[k]) for k in sorted(p)]
 
 
-def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None, RoadRasterKind]:
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None, RoadRasterKind, tuple[Any, Any]]:
     """Band 1, its validity where the raster declares any (nodata value, mask band or alpha:
-    predict writes its no-data as a mask band), and what it holds (io.kinds' one rule)."""
+    predict writes its no-data as a mask band), what it holds (io.kinds' one rule), and its
+    grid (CRS, transform)."""
     from roadseg.io.raster import has_invalid_pixels, open_raster
 
     with open_raster(path) as ds:
         kind = road_raster_kind(ds)
-        return ds.read(1), (ds.read_masks(1) > 0 if has_invalid_pixels(ds) else None), kind
+        grid = (ds.crs, ds.transform)
+        return ds.read(1), (ds.read_masks(1) > 0 if has_invalid_pixels(ds) else None), kind, grid
+
+
+def _check_same_grid(pred: Path, p_grid: tuple[Any, Any], truth: Path, t_grid: tuple[Any, Any]) -> None:
+    """Pixel metrics compare pixel (i, j) with pixel (i, j): two georeferenced rasters must lie
+    on one grid, or the numbers are silently wrong (a prediction 1 km off would score IoU 1)."""
+    (p_crs, p_tr), (t_crs, t_tr) = p_grid, t_grid
+    if p_crs is None or t_crs is None:
+        return  # a plain PNG/JPEG mask (DeepGlobe's) has only its pixel grid: shapes were compared
+    fix = "reproject the prediction onto the truth's grid (gdalwarp with the truth's -t_srs, -te and -ts)"
+    if p_crs != t_crs:
+        raise InputError(f"'{pred.name}' is in {p_crs} but '{truth.name}' in {t_crs}: {fix}")
+    if not np.allclose(tuple(p_tr)[:6], tuple(t_tr)[:6], rtol=0, atol=1e-6 * max(1.0, abs(t_tr.a))):
+        dx, dy = p_tr.c - t_tr.c, p_tr.f - t_tr.f
+        raise InputError(
+            f"'{pred.name}' and '{truth.name}' are on different grids (origin {dx:+.3g}, {dy:+.3g} map units "
+            f"apart, pixels {p_tr.a:g} and {t_tr.a:g}): {fix}"
+        )
 
 
 def _to_levels(data: np.ndarray, kind: RoadRasterKind) -> np.ndarray:
@@ -99,12 +118,13 @@ def evaluate_rasters(pred: Path, truth: Path, *, relax_px: int = 3, threshold: f
     any_prob = False
     level = int(np.ceil(threshold * 255))
     for sid, pp, tp in pair(pred, truth, RASTER_SUFFIXES):
-        p_raw, p_valid, p_kind = _read(pp)
-        t_raw, t_valid, t_kind = _read(tp)
+        p_raw, p_valid, p_kind, p_grid = _read(pp)
+        t_raw, t_valid, t_kind, t_grid = _read(tp)
         if p_raw.shape != t_raw.shape:
             raise InputError(
                 f"'{pp.name}' is {p_raw.shape[::-1]} but '{tp.name}' is {t_raw.shape[::-1]} (width x height)"
             )
+        _check_same_grid(pp, p_grid, tp, t_grid)
         levels = _to_levels(p_raw, p_kind)
         any_prob |= p_kind.is_probability
         t = t_raw >= 0.5 * t_kind.scale

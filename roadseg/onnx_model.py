@@ -137,7 +137,7 @@ def export_onnx(
         with (
             torch.no_grad(),
             contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext(),
-            _quiet_loggers("onnxscript", "torch.onnx") if quiet else contextlib.nullcontext(),
+            _quiet_loggers("onnxscript", "onnx_ir", "torch.onnx") if quiet else contextlib.nullcontext(),
         ):
             program = torch.onnx.export(
                 graph,

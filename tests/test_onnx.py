@@ -169,3 +169,13 @@ def test_onnx_errors(tmp_path, capsys):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(CheckpointError, match="not an ONNX model"):
         load_model(tmp_path / "junk.onnx")
+
+
+def test_export_says_two_lines_not_the_exporters_notes(tmp_path, capsys):
+    """onnxscript/onnx_ir print ~70 graph-rewrite notes; without -v the user sees the check and
+    what was written."""
+    assert main(["export", "--out", str(tmp_path / "m.onnx"), "--tile-size", "256"]) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in (captured.out + captured.err).splitlines() if line.strip()]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("ONNX export checked") and lines[1].startswith("wrote ")

@@ -36,5 +36,33 @@ ARCHITECTURES: dict[str, tuple[str, int]] = {
     "linknet_lite1": ("LinkNet, EfficientNet-Lite1 encoder (D-LinkNet without its center)", 3860441),
     "linknet_lite2": ("LinkNet, EfficientNet-Lite2 encoder (D-LinkNet without its center)", 4514809),
     "resunet34": ("U-Net decoder on a ResNet34 encoder (SpaceNet-3 winners)", 24521697),
+    "unetpp101": (
+        "UNet++, ResNet101 encoder: nested dense skips, deep supervision, prunable (Zhou et al. 2018)",
+        43379524,
+    ),
+    "unetpp18": (
+        "UNet++, ResNet18 encoder: nested dense skips, deep supervision, prunable (Zhou et al. 2018)",
+        11736388,
+    ),
+    "unetpp34": (
+        "UNet++, ResNet34 encoder: nested dense skips, deep supervision, prunable (Zhou et al. 2018)",
+        21844548,
+    ),
+    "unetpp50": (
+        "UNet++, ResNet50 encoder: nested dense skips, deep supervision, prunable (Zhou et al. 2018)",
+        24387396,
+    ),
+    "unetpp_lite0": (
+        "UNet++, EfficientNet-Lite0 encoder: nested dense skips, deep supervision, prunable (Zhou et al. 2018)",
+        3100388,
+    ),
+    "unetpp_lite1": (
+        "UNet++, EfficientNet-Lite1 encoder: nested dense skips, deep supervision, prunable (Zhou et al. 2018)",
+        3865060,
+    ),
+    "unetpp_lite2": (
+        "UNet++, EfficientNet-Lite2 encoder: nested dense skips, deep supervision, prunable (Zhou et al. 2018)",
+        4519268,
+    ),
     "unet": ("classic U-Net, kwargs depth (4) and base_channels (64), trained from scratch", 31037633),
 }

@@ -32,6 +32,9 @@ class ModelConfig:
     #: start from these weights (fine-tuning): "default" (the bundled model), a roadseg
     #: checkpoint or an official D-LinkNet .th file. Architecture and normalization must match.
     init_checkpoint: str | None = None
+    #: "all": every weight of init_checkpoint (same architecture); "encoder": only its encoder
+    #: (a new decoder on an encoder already trained on roads; the encoders must match).
+    init_scope: Literal["all", "encoder"] = "all"
     #: "encoder": the input scaling the encoder's ImageNet weights expect (ImageNet mean/std for
     #: ResNets and the U-Net, [-1, 1] for EfficientNet-Lite); "imagenet" (mean/std, RGB) or
     #: "dlinknet" (official BGR, x/255*3.2-1.6).
@@ -46,6 +49,10 @@ class SourceConfig:
     root: str | None = None
     #: ground sample distance of this dataset in metres; its images are resampled to data.gsd_m.
     gsd_m: float | None = None
+    #: [low, high]: the GSD is not known exactly (an unpublished one, estimated from cars):
+    #: each training crop draws the source's GSD log-uniformly from this range, so the model
+    #: never learns one wrong scale; validation uses gsd_m.
+    gsd_range: list[float] | None = None
     #: prefix of this source's sample ids (default: the folder name).
     name: str | None = None
     layout: Literal["auto", "deepglobe", "folders"] = "auto"
@@ -53,6 +60,11 @@ class SourceConfig:
     weight: float = 1.0
     mask_threshold: int = 128
     invalid_rule: Literal["none", "white"] = "none"
+    #: colour-coded land-cover masks: the RGB of the road class (palette PNGs are converted
+    #: to RGB first); every other colour is background, except those in ignore_rgb.
+    road_rgb: list[int] | None = None
+    #: RGB colours that are "not labelled" (excluded from loss and scores), not background.
+    ignore_rgb: list[list[int]] = field(default_factory=list)
     val_fraction: float = 0.1
     val_ids: list[str] | None = None
     val_ids_file: str | None = None
@@ -296,6 +308,19 @@ def _check_sources(data: DataConfig) -> None:
             raise ConfigError(f"config key '{key}.gsd_m': give the GSD of '{src.root}' in metres (e.g. 0.5)")
         if not src.weight > 0:
             raise ConfigError(f"config key '{key}.weight': {src.weight} must be > 0")
+        if src.gsd_range is not None:
+            lo_hi = src.gsd_range
+            if len(lo_hi) != 2 or not 0 < lo_hi[0] <= src.gsd_m <= lo_hi[1] or not math.isfinite(lo_hi[1]):
+                raise ConfigError(
+                    f"config key '{key}.gsd_range': {lo_hi} must be [low, high] metres around gsd_m "
+                    f"{src.gsd_m} (e.g. [0.6, 1.3])"
+                )
+        for name, colours in (("road_rgb", [src.road_rgb] if src.road_rgb else []), ("ignore_rgb", src.ignore_rgb)):
+            for c in colours:
+                if len(c) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in c):
+                    raise ConfigError(f"config key '{key}.{name}': {c} is not an RGB triple of 0-255 integers")
+        if src.ignore_rgb and src.road_rgb is None:
+            raise ConfigError(f"config key '{key}.ignore_rgb': needs road_rgb (colour-coded masks)")
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:

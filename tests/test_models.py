@@ -31,6 +31,13 @@ PARAMS = {
     "linknet_lite1": 3_860_441,
     "dlinknet_lite2": 8_976_761,
     "linknet_lite2": 4_514_809,
+    "unetpp18": 11_736_388,
+    "unetpp34": 21_844_548,
+    "unetpp50": 24_387_396,
+    "unetpp101": 43_379_524,
+    "unetpp_lite0": 3_100_388,
+    "unetpp_lite1": 3_865_060,
+    "unetpp_lite2": 4_519_268,
 }
 
 
@@ -70,6 +77,34 @@ def test_shapes_return_logits(name, size):
     assert y.shape == (2, 2, *size)
     # logits: sigmoid belongs to inference and losses
     assert not any(isinstance(m, (torch.nn.Sigmoid, torch.nn.Softmax)) for m in model.modules())
+
+
+def test_unetpp_deep_supervision_and_pruning():
+    """Training returns one logits map per head X[0][1..4]; a model pruned to level L (same
+    weights) answers what head L answers, computing only the nodes i + j <= L."""
+    torch.manual_seed(0)
+    full = create_model("unetpp_lite0")
+    x = torch.randn(2, 3, 64, 96)
+    full.train()
+    for m in full.modules():  # batch statistics aside, training and inference agree
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    with torch.no_grad():
+        heads = full(x)
+    assert isinstance(heads, list) and [h.shape for h in heads] == [(2, 1, 64, 96)] * 4
+    assert not torch.allclose(heads[0], heads[3])
+    for level in (1, 2, 4):
+        pruned = create_model("unetpp_lite0", level=level).eval()
+        pruned.load_state_dict(full.state_dict())  # pruning drops computation, not weights
+        ran = []
+        for row in pruned.nodes:
+            for node in row:
+                node.register_forward_hook(lambda *_: ran.append(1))
+        with torch.no_grad():
+            torch.testing.assert_close(pruned(x), heads[level - 1])
+        assert len(ran) == level * (level + 1) // 2  # X[0][1..L], X[1][1..L-1], ...
+    with pytest.raises(InputError, match="level must be 1..4"):
+        create_model("unetpp_lite0", level=5)
 
 
 def test_dlinknet_is_linknet_plus_center():

@@ -66,10 +66,15 @@ def _export(ckpt, out, *args):
     return out
 
 
-@pytest.mark.parametrize("which", ["bundled", "dlinknet34", "official"])
+@pytest.mark.parametrize("which", ["bundled", "dlinknet34", "official", "unetpp_lite0"])
 def test_onnx_predicts_what_pytorch_predicts(which, tmp_path, paris_crop):
     if which == "bundled":
         ckpt = default_checkpoint()
+    elif which == "unetpp_lite0":  # the nested decoder, pruned to level 3: fewer nodes exported
+        torch.manual_seed(0)
+        model = create_model("unetpp_lite0", level=3).eval()
+        _spread(model.heads[2], model, paris_crop, model.encoder.normalization)
+        ckpt = save_model(model, tmp_path / "upp.pt", gsd_m=0.5)
     elif which == "dlinknet34":
         torch.manual_seed(0)
         model = create_model("dlinknet34").eval()

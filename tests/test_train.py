@@ -695,3 +695,145 @@ def test_resuming_a_cosine_run_with_other_epochs_replans_its_end(tmp_path, monke
     lrs = [float(r["lr"]) for r in rows]
     assert lrs[1] < lrs[0] and lrs[2] == pytest.approx(1e-4)  # no jump, down to min_lr
     assert lrs[3] <= lrs[2] * 1.0001  # extended: it stays at the floor instead of climbing back
+
+
+def _colour_folder(root: Path) -> Path:
+    """A land-cover dataset as Dubai's: road (110, 193, 228), building, "unlabeled" grey and
+    black; one mask saved as a palette PNG."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    road, building, grey = (110, 193, 228), (60, 16, 152), (155, 155, 155)
+    for i in range(3):
+        mask = np.zeros((64, 64, 3), np.uint8)
+        mask[:] = building
+        mask[:, 20:28] = road
+        mask[:8] = grey  # not labelled: neither road nor background
+        mask[60:, :4] = 0
+        Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(root / "images" / f"p{i}.jpg")
+        im = Image.fromarray(mask)
+        (im.quantize(8) if i == 0 else im).save(root / "masks" / f"p{i}.png")
+    return root
+
+
+def test_colour_coded_masks_road_and_ignore_colours(tmp_path):
+    from roadseg.normalization import IMAGENET
+    from roadseg.train.dataset import build_datasets
+
+    root = _colour_folder(tmp_path / "dubai")
+    sets = [
+        f"data.sources=[{{root: {root}, gsd_m: 1.0, road_rgb: [110, 193, 228], "
+        "ignore_rgb: [[155, 155, 155], [0, 0, 0]], val_ids: [p0, p1]}]",
+        "data.gsd_m=1.0",
+        "data.crop_size=32",
+    ]
+    _, val = build_datasets(load_config(None, sets).data, IMAGENET, seed=0)
+    for i in range(2):  # p0 is a palette PNG: the same labels come out
+        _, y, v = val[i]
+        y, v = y[0].numpy(), v[0].numpy()
+        assert y[8:, 20:28].all() and y[8:, :20].sum() == 0 and y[8:, 28:].sum() == 0
+        assert v[:8].sum() == 0 and v[60:, :4].sum() == 0 and v[8:60].all()  # grey, black: ignored
+    with pytest.raises(ConfigError, match="road_rgb"):
+        load_config(None, [f"data.sources=[{{root: {root}, gsd_m: 1, ignore_rgb: [[0, 0, 0]]}}]"])
+    with pytest.raises(ConfigError, match="RGB triple"):
+        load_config(None, [f"data.sources=[{{root: {root}, gsd_m: 1, road_rgb: [300, 0, 0]}}]"])
+
+
+def test_uncertain_source_gsd_is_drawn_from_its_range(tmp_path):
+    """gsd_range: each training crop covers a window for a GSD drawn in [low, high] (so the
+    source pixel count per crop varies), validation resamples with the nominal gsd_m."""
+    from roadseg.normalization import IMAGENET
+    from roadseg.train.dataset import MultiSourceDataset, build_datasets
+
+    root = _road_folder(tmp_path / "u", 2, 128, 8, seed=3)
+    base = ["data.gsd_m=1.0", "data.crop_size=32", "data.samples_per_epoch=30"]
+    src = f"{{root: {root}, gsd_m: 1.0, val_ids: [t0]"
+    windows = {}
+    for name, extra in (("point", ""), ("range", ", gsd_range: [0.5, 2.0]")):
+        train, val = build_datasets(
+            load_config(None, [f"data.sources=[{src}{extra}}}]", *base]).data, IMAGENET, 0
+        )
+        seen = []
+        real_crop = __import__("roadseg.train.dataset", fromlist=["_crop"])._crop
+
+        def spy(*args, _seen=seen, _real=real_crop):
+            _seen.append(args[3])
+            return _real(*args)
+
+        import roadseg.train.dataset as ds_mod
+
+        ds_mod._crop, old = spy, ds_mod._crop
+        try:
+            for i in range(30):
+                train[i]
+        finally:
+            ds_mod._crop = old
+        windows[name] = seen
+        assert isinstance(train, MultiSourceDataset) and tuple(val[0][0].shape[1:]) == (128, 128)
+    assert set(windows["point"]) == {32}  # same GSD as the model, no jitter: 32 source px
+    assert min(windows["range"]) <= 20 and max(windows["range"]) >= 48  # 16-64 px
+    with pytest.raises(ConfigError, match="gsd_range"):
+        load_config(None, [f"data.sources=[{src}, gsd_range: [1.2, 2.0]}}]", *base])
+
+
+def test_unetpp_trains_with_deep_supervision_and_resumes_exactly(tmp_path, monkeypatch):
+    data = make_deepglobe(tmp_path / "dg", n=9)
+    sets = {"model.arch": "unetpp_lite0", "model.kwargs": "{}", "optim.lr": 0.001, "checkpoint_every": 1}
+    cfg = tiny_cfg(data, epochs=1, **sets)
+    calls = []
+    real = engine_mod.bce_dice_loss
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine_mod, "bce_dice_loss", counting)
+    fit(cfg, tmp_path / "a", progress=False)
+    assert len(calls) == 4 * 4 + 1  # 4 steps x 4 heads, one validation image x 1 head
+    monkeypatch.setattr(engine_mod, "bce_dice_loss", _interrupted_at_call(4 * 2 + 1))
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path / "b", progress=False)
+    monkeypatch.setattr(engine_mod, "bce_dice_loss", real)
+    fit(cfg, tmp_path / "b", resume=True, progress=False)
+    _assert_same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
+    model, info = roadseg.load_model(tmp_path / "a" / "last.pt")
+    assert info.arch == "unetpp_lite0" and not model.training
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)  # inference: one map
+
+
+def test_init_scope_encoder_copies_only_the_encoder(tmp_path):
+    data = make_deepglobe(tmp_path / "dg", n=5)
+    lite = {"model.arch": "dlinknet_lite0", "model.kwargs": "{}", "epochs": 1}
+    fit(tiny_cfg(data, **lite), tmp_path / "d", progress=False)
+    donor = _weights(tmp_path / "d" / "last.pt")
+    cfg = tiny_cfg(
+        data,
+        **{
+            "model.arch": "unetpp_lite0",
+            "model.kwargs": "{}",
+            "model.init_checkpoint": tmp_path / "d" / "last.pt",
+            "model.init_scope": "encoder",
+            "epochs": 1,
+            "max_steps_per_epoch": 0,
+        },
+    )
+    model = roadseg.models.create_model("unetpp_lite0")
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    run_mod._init_from(model, cfg, run_mod._normalization(cfg, model))
+    enc = {k[len("encoder.") :]: v for k, v in donor.items() if k.startswith("encoder.")}
+    for k, v in model.encoder.state_dict().items():
+        assert torch.equal(v, enc[k].to(v.dtype)), k
+    for k, v in model.state_dict().items():  # the nested decoder keeps its fresh init
+        if not k.startswith("encoder."):
+            assert torch.equal(v, fresh[k]), k
+    bad = tiny_cfg(
+        data,
+        **{
+            **lite,
+            "model.arch": "unetpp18",
+            "model.init_checkpoint": tmp_path / "d" / "last.pt",
+            "model.init_scope": "encoder",
+        },
+    )
+    with pytest.raises(InputError, match="does not match the encoder"):
+        m = roadseg.models.create_model("unetpp18")
+        run_mod._init_from(m, bad, run_mod._normalization(bad, m))

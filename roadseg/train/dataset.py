@@ -185,14 +185,35 @@ def read_image(path: Path, bands: list[int] | None) -> np.ndarray:
         return np.ascontiguousarray(SceneReader(ds, chosen).read_all().transpose(1, 2, 0))
 
 
-def _read_mask(path: Path, threshold: int) -> np.ndarray:
+@dataclass(frozen=True)
+class LabelColours:
+    """Colour-coded land-cover masks: the road class's RGB and the "not labelled" RGBs."""
+
+    road: tuple[int, int, int]
+    ignore: tuple[tuple[int, int, int], ...] = ()
+
+
+def _read_mask(
+    path: Path, threshold: int, colours: LabelColours | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Road mask HxW {0,1}, and with ``colours`` the labelled pixels HxW {0,1} (else None)."""
     try:
         with Image.open(path) as im:
-            return (np.asarray(im.convert("L")) >= threshold).astype(np.uint8)
+            if colours is None:
+                return (np.asarray(im.convert("L")) >= threshold).astype(np.uint8), None
+            rgb = np.asarray(im.convert("RGB"))  # palette PNGs too
     except OSError as exc:  # truncated or not an image at all
         raise InputError(
             f"label '{path}' cannot be read ({exc}); replace the file or remove its pair"
         ) from None
+    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+
+    def code(c: tuple[int, int, int]) -> int:
+        return (c[0] << 16) | (c[1] << 8) | c[2]
+
+    mask = (packed == code(colours.road)).astype(np.uint8)
+    valid = ~np.isin(packed, [code(c) for c in colours.ignore])
+    return mask, valid.astype(np.uint8)
 
 
 class RoadDataset(Dataset):
@@ -210,8 +231,10 @@ class RoadDataset(Dataset):
         *,
         train: bool,
         seed: int = 0,
+        colours: LabelColours | None = None,
     ) -> None:
         self.samples, self.cfg, self.norm, self.train, self.seed = samples, cfg, normalization, train, seed
+        self.colours = colours
         self.epoch = 0
         self.pad_multiple = 32
         #: decoded-image cache budget in bytes (0: decode every time)
@@ -253,12 +276,12 @@ class RoadDataset(Dataset):
     def _decode(self, key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.samples[key]
         image = read_image(s.image, self.cfg.bands)
-        mask = _read_mask(s.label, self.cfg.mask_threshold)
+        mask, labelled = _read_mask(s.label, self.cfg.mask_threshold, self.colours)
         if mask.shape != image.shape[:2]:
             raise InputError(
                 f"'{s.label.name}' is {mask.shape[::-1]} but '{s.image.name}' is {image.shape[1::-1]}"
             )
-        valid = np.ones_like(mask)
+        valid = np.ones_like(mask) if labelled is None else labelled
         if self.cfg.invalid_rule == "white":
             valid[(image >= 250).all(axis=2)] = 0  # near-white: JPEG or resampled fill counts too
         return image, mask, valid
@@ -356,7 +379,12 @@ class MultiSourceDataset(Dataset):
             sub_cfg = replace(
                 cfg, sources=[], invalid_rule=src.invalid_rule, mask_threshold=src.mask_threshold
             )
-            sub = RoadDataset(samples, sub_cfg, normalization, train=False, seed=seed)
+            colours = (
+                LabelColours(tuple(src.road_rgb), tuple(tuple(c) for c in src.ignore_rgb))  # type: ignore[arg-type]
+                if src.road_rgb is not None
+                else None
+            )
+            sub = RoadDataset(samples, sub_cfg, normalization, train=False, seed=seed, colours=colours)
             sub.cache_bytes = int(cfg.cache_mb * share * 2**20) if train else 0
             self.parts.append(sub)
         self.items = [(k, j) for k, sub in enumerate(self.parts) for j in range(len(sub.samples))]
@@ -384,7 +412,11 @@ class MultiSourceDataset(Dataset):
         if self.train:
             jitter = math.log(self.cfg.scale_jitter)
             gsd *= math.exp(rng.uniform(-jitter, jitter))
-        factor = float(self.sources[k].gsd_m) / gsd  # type: ignore[arg-type]  # model px per source px
+        src_gsd = float(self.sources[k].gsd_m)  # type: ignore[arg-type]  # checked by the config
+        if self.train and self.sources[k].gsd_range is not None:  # an uncertain GSD: draw it
+            lo, hi = self.sources[k].gsd_range  # type: ignore[misc]
+            src_gsd = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        factor = src_gsd / gsd  # model px per source px
         size = self.cfg.crop_size
         if self.train:
             window = max(1, round(size / factor))

@@ -61,8 +61,13 @@ def train_epoch(
         if run.use_cl:
             x = x.contiguous(memory_format=torch.channels_last)
         with run.amp_ctx:
-            logits = run.net(x)
-        loss = bce_dice_loss(logits, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight)
+            out = run.net(x)
+        # deep supervision (UNet++): the mean of every head's loss, as the paper trains
+        heads = out if isinstance(out, list) else [out]
+        loss = sum(
+            bce_dice_loss(o, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight)
+            for o in heads
+        ) / len(heads)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last good "

@@ -309,6 +309,9 @@ def _init_from(model: nn.Module, cfg: TrainConfig, norm: Normalization) -> None:
     if not path.is_file():
         raise InputError(f"model.init_checkpoint '{path}' not found; give a checkpoint path or 'default'")
     pretrained, info = load_model(path)
+    if cfg.model.init_scope == "encoder":
+        _init_encoder_from(model, pretrained, path, info, norm, cfg)
+        return
     built = (model.architecture.name, model.architecture.kwargs)
     if (info.arch, info.arch_kwargs) != built:
         raise InputError(
@@ -322,3 +325,28 @@ def _init_from(model: nn.Module, cfg: TrainConfig, norm: Normalization) -> None:
         )
     model.load_state_dict(pretrained.state_dict())
     log.info("initialised from %s (%s)", path, info.arch)
+
+
+def _init_encoder_from(
+    model: nn.Module, pretrained: nn.Module, path: Path, info: Any, norm: Normalization, cfg: TrainConfig
+) -> None:
+    """Copy only the encoder of ``pretrained`` (``model.init_scope: encoder``)."""
+    theirs, ours = getattr(pretrained, "encoder", None), getattr(model, "encoder", None)
+    if theirs is None or ours is None:
+        raise InputError(
+            f"model.init_scope 'encoder' needs encoder-based models; '{path}' holds {info.arch} and the "
+            f"config builds {cfg.model.arch}"
+        )
+    src, dst = theirs.state_dict(), ours.state_dict()
+    if {k: tuple(v.shape) for k, v in src.items()} != {k: tuple(v.shape) for k, v in dst.items()}:
+        raise InputError(
+            f"the encoder of '{path}' ({info.arch}) does not match the encoder of {cfg.model.arch}; "
+            "init_scope 'encoder' needs the same encoder"
+        )
+    if info.normalization != norm:
+        raise InputError(
+            f"model.init_checkpoint '{path}' was trained with input normalization {info.normalization.describe()} "
+            f"but the config uses {cfg.model.normalization}; set model.normalization to match"
+        )
+    ours.load_state_dict({k: v.to(dst[k].dtype) for k, v in src.items()})
+    log.info("encoder initialised from %s (%s); the rest starts fresh", path, info.arch)

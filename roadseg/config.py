@@ -315,10 +315,15 @@ def _check_sources(data: DataConfig) -> None:
                     f"config key '{key}.gsd_range': {lo_hi} must be [low, high] metres around gsd_m "
                     f"{src.gsd_m} (e.g. [0.6, 1.3])"
                 )
-        for name, colours in (("road_rgb", [src.road_rgb] if src.road_rgb else []), ("ignore_rgb", src.ignore_rgb)):
+        for name, colours in (
+            ("road_rgb", [src.road_rgb] if src.road_rgb else []),
+            ("ignore_rgb", src.ignore_rgb),
+        ):
             for c in colours:
                 if len(c) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in c):
-                    raise ConfigError(f"config key '{key}.{name}': {c} is not an RGB triple of 0-255 integers")
+                    raise ConfigError(
+                        f"config key '{key}.{name}': {c} is not an RGB triple of 0-255 integers"
+                    )
         if src.ignore_rgb and src.road_rgb is None:
             raise ConfigError(f"config key '{key}.ignore_rgb': needs road_rgb (colour-coded masks)")
 

@@ -99,11 +99,11 @@ def test_unetpp_deep_supervision_and_pruning():
         ran = []
         for row in pruned.nodes:
             for node in row:
-                node.register_forward_hook(lambda *_: ran.append(1))
+                node.register_forward_hook(lambda *_, seen=ran: seen.append(1))
         with torch.no_grad():
             torch.testing.assert_close(pruned(x), heads[level - 1])
         assert len(ran) == level * (level + 1) // 2  # X[0][1..L], X[1][1..L-1], ...
-    with pytest.raises(InputError, match="level must be 1..4"):
+    with pytest.raises(InputError, match=r"level must be 1\.\.4"):
         create_model("unetpp_lite0", level=5)
 
 

@@ -721,8 +721,10 @@ def test_colour_coded_masks_road_and_ignore_colours(tmp_path):
 
     root = _colour_folder(tmp_path / "dubai")
     sets = [
-        f"data.sources=[{{root: {root}, gsd_m: 1.0, road_rgb: [110, 193, 228], "
-        "ignore_rgb: [[155, 155, 155], [0, 0, 0]], val_ids: [p0, p1]}]",
+        (
+            f"data.sources=[{{root: {root}, gsd_m: 1.0, road_rgb: [110, 193, 228], "
+            "ignore_rgb: [[155, 155, 155], [0, 0, 0]], val_ids: [p0, p1]}]"
+        ),
         "data.gsd_m=1.0",
         "data.crop_size=32",
     ]

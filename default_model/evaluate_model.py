@@ -56,6 +56,13 @@ def main() -> None:
         help="val: model GSDs to try (default: the checkpoint's)",
     )
     ap.add_argument("--error-maps", action="store_true", help="heldout: write OUT/errors/<id>.png")
+    ap.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="val: take data.sources and the split from this training config instead of the "
+        "checkpoint's (to score two models on the same images)",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     args.checkpoint = args.checkpoint or default_checkpoint()
@@ -71,14 +78,18 @@ def validation(args: argparse.Namespace) -> dict:
     from roadseg.config import config_from_dict
     from roadseg.train.dataset import build_datasets
 
+    from roadseg.config import load_config
+    from roadseg.evaluate.pixel import Confusion
+
     model, info = load_model(args.checkpoint)
     model = model.to(memory_format=torch.channels_last)
-    cfg = config_from_dict(info.meta["config"])
+    cfg = load_config(args.config, []) if args.config else config_from_dict(info.meta["config"])
     out = {}
     for gsd in args.gsd or [info.gsd_m]:
         _, val = build_datasets(replace(cfg.data, gsd_m=gsd), info.normalization, cfg.seed)
         relax = max(1, round(3.0 / gsd))  # 3 m, the Massachusetts tolerance (3 px at 1 m)
         curves: dict[str, RelaxedCurve] = {}
+        pixel_iou: dict[str, Confusion] = {}
         pixels, seconds = 0, 0.0
         if not cfg.data.sources and gsd != info.gsd_m:
             raise SystemExit(
@@ -89,7 +100,11 @@ def validation(args: argparse.Namespace) -> dict:
             x, y, v = val[i]
             t0 = time.perf_counter()
             with torch.inference_mode():
-                p = predict_tta(model, x[None].contiguous(memory_format=torch.channels_last), args.tta)[0, 0]
+                p = predict_tta(
+                    lambda t: torch.sigmoid(model(t).float()),
+                    x[None].contiguous(memory_format=torch.channels_last),
+                    args.tta,
+                )[0, 0]
             seconds += time.perf_counter() - t0
             pixels += x.shape[1] * x.shape[2]
             levels = np.clip(np.rint(p.numpy() * 255), 0, 255).astype(np.uint8)
@@ -98,9 +113,14 @@ def validation(args: argparse.Namespace) -> dict:
                 curves.setdefault(key, RelaxedCurve(relax)).update(
                     levels, y[0].numpy() > 0.5, v[0].numpy() > 0.5
                 )
+                pixel_iou.setdefault(key, Confusion()).update(
+                    p.numpy() >= info.threshold, y[0].numpy() > 0.5, v[0].numpy() > 0.5
+                )
         mpx_s = pixels / seconds / 1e6
         out[f"{gsd:g}"] = {
             **{f"breakeven_{k}": round(c.breakeven(), 4) for k, c in curves.items()},
+            **{f"threshold_{k}": round(c.breakeven_threshold(), 4) for k, c in curves.items()},
+            **{f"iou_{k}_at_{info.threshold:g}": round(c.iou, 4) for k, c in pixel_iou.items()},
             "breakeven_threshold": round(curves["all"].breakeven_threshold(), 4),
             "relax_px": relax,
             "mpx_per_s": round(mpx_s, 3),  # with --tta, whole images

@@ -12,7 +12,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "ModelInfo": "roadseg.checkpoint",
+    "ModelInfo": "roadseg.model_info",
     "load_model": "roadseg.checkpoint",
     "save_model": "roadseg.checkpoint",
     "create_model": "roadseg.models",

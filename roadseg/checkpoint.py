@@ -9,10 +9,9 @@ holds only dicts, lists, numbers, strings and tensors::
 
 from __future__ import annotations
 
-import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +20,14 @@ from torch import nn
 
 from roadseg.errors import CheckpointError
 from roadseg.io.atomic import atomic_path
+from roadseg.model_info import ModelInfo, check_info, info_from_dict
 from roadseg.models import create_model
 from roadseg.normalization import IMAGENET, OFFICIAL_DLINKNET, Normalization
 
+__all__ = ["ModelInfo", "load_model", "read_checkpoint", "save_model"]
+
 FORMAT = "roadseg-checkpoint"
 VERSION = 1
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a checkpoint says about its model, besides the weights."""
-
-    arch: str
-    arch_kwargs: dict[str, Any]
-    in_channels: int
-    normalization: Normalization
-    gsd_m: float | None = None
-    threshold: float = 0.5
-    meta: dict[str, Any] = field(default_factory=dict)
-    source: str = "roadseg"
 
 
 def save_model(
@@ -147,16 +135,16 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 def load_model(
     path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, ModelInfo]:
-    """Load a roadseg checkpoint, an official D-LinkNet ``.th`` file, or an ONNX file written by
-    ``roadseg export`` (run through ONNX Runtime).
+    """Load a roadseg checkpoint or an official D-LinkNet ``.th`` file.
 
     Returns:
         ``(model, info)`` with the model in eval mode on ``map_location``.
     """
-    if Path(path).suffix.lower() == ".onnx" and Path(path).is_file():
-        from roadseg.onnx_model import load_onnx
-
-        return load_onnx(path)
+    if Path(path).suffix.lower() == ".onnx":
+        raise CheckpointError(
+            f"'{path}' is an ONNX file: predict runs it (--checkpoint), and in Python "
+            "roadseg.inference.runtime.load_predictor; load_model reads PyTorch checkpoints"
+        )
     data = read_checkpoint(path)
     if data.get("format") == FORMAT:
         info, state = _parse_roadseg(data, path)
@@ -191,6 +179,7 @@ def load_model(
         raise CheckpointError(
             f"checkpoint '{path}' does not fit architecture {info.arch}: {' '.join(first[:2])[:300]}"
         ) from None
+    info = replace(info, size_divisor=int(getattr(model, "size_divisor", 32)))
     return model.to(map_location).eval(), info
 
 
@@ -200,33 +189,11 @@ def _parse_roadseg(data: dict[str, Any], path: str | os.PathLike[str]) -> tuple[
             f"checkpoint '{path}' has format version {data['version']}; this roadseg reads up to "
             f"{VERSION}: upgrade roadseg"
         )
-    try:
-        info = ModelInfo(
-            arch=str(data["arch"]),
-            arch_kwargs=dict(data.get("arch_kwargs", {})),
-            in_channels=int(data.get("in_channels", 3)),
-            normalization=Normalization.from_dict(data["normalization"]),
-            gsd_m=None if data.get("gsd_m") is None else float(data["gsd_m"]),
-            threshold=float(data.get("threshold", 0.5)),
-            meta=dict(data.get("meta", {})),
-        )
-        state = data["state_dict"]
-    except KeyError as exc:
-        raise CheckpointError(f"checkpoint '{path}' lacks the key {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint '{path}' has a malformed field: {exc}") from None
+    info = info_from_dict(data, f"checkpoint '{path}'")
+    state = data.get("state_dict")
     if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint '{path}': state_dict is a {type(state).__name__}, not a mapping")
-    if info.gsd_m is not None and not (math.isfinite(info.gsd_m) and info.gsd_m > 0):
-        raise CheckpointError(
-            f"checkpoint '{path}': gsd_m {info.gsd_m} is not a positive pixel size in metres"
-        )
-    if not 0 < info.threshold < 1:
-        raise CheckpointError(
-            f"checkpoint '{path}': threshold {info.threshold} is not a probability in (0, 1)"
-        )
-    if info.in_channels < 1:
-        raise CheckpointError(f"checkpoint '{path}': in_channels {info.in_channels} must be >= 1")
+        what = "lacks the key 'state_dict'" if state is None else f"state_dict is a {type(state).__name__}"
+        raise CheckpointError(f"checkpoint '{path}' {what}, not a mapping of weights")
     return info, state
 
 
@@ -292,4 +259,5 @@ def _parse_official(data: dict[str, Any]) -> tuple[ModelInfo, dict[str, Any]]:
         meta={"origin": "official D-LinkNet weights (DeepGlobe 2018)"},
         source="official-dlinknet",
     )
+    check_info(info, "official D-LinkNet state_dict")
     return info, renamed

@@ -100,26 +100,25 @@ def info_cmd(
     checkpoint: Annotated[
         Path | None,
         typer.Argument(
-            help="A roadseg checkpoint or official D-LinkNet .th file (default: the bundled model)."
+            help="A roadseg checkpoint, official D-LinkNet .th or exported .onnx file (default: the "
+            "bundled model predict uses here)."
         ),
     ] = None,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
-    """Print what a checkpoint holds (without one: the bundled model predict uses)."""
+    """Print what a model file holds (without one: the bundled model predict uses)."""
     _setup(verbose, quiet)
-    from roadseg.checkpoint import load_model
-    from roadseg.models import count_parameters
-    from roadseg.weights import default_checkpoint
+    from roadseg.inference.runtime import bundled_model, read_model_info
 
-    checkpoint = checkpoint or default_checkpoint()
-    model, info = load_model(checkpoint)
+    checkpoint = checkpoint or bundled_model()
+    info, parameters = read_model_info(checkpoint)
     rows = [
         ("file", str(checkpoint)),
         ("source", info.source),
         ("architecture", info.arch),
         ("arch kwargs", str(info.arch_kwargs)),
-        ("parameters", f"{count_parameters(model) or info.meta.get('parameters') or 0:,}"),
+        ("parameters", "unknown" if parameters is None else f"{parameters:,}"),
         ("input channels", str(info.in_channels)),
         ("normalization", info.normalization.describe()),
         (

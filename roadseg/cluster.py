@@ -38,17 +38,17 @@ _INSTALL = "pip install 'roadseg[cluster]'"
 #: scene ran 2.6x slower in a worker than in a plain process (scripts/benchmark_scale.py).
 _TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 _WORKER_LOGGING_KEY = "distributed.nanny.pre-spawn-environ.DASK_LOGGING__DISTRIBUTED"
-_models: dict[tuple[str, int], Any] = {}
+_models: dict[tuple[str, int, str, Any], Any] = {}
 
 
-def _model(checkpoint: str) -> Any:
-    """The worker process's model for ``checkpoint``: loaded on its first scene, then reused."""
-    from roadseg.checkpoint import load_model
+def _model(checkpoint: str, options: Any) -> Any:
+    """The worker process's predictor for ``checkpoint``: loaded on its first scene, then reused."""
+    from roadseg.inference.runtime import load_predictor
 
-    key = (checkpoint, os.stat(checkpoint).st_mtime_ns)
+    key = (checkpoint, os.stat(checkpoint).st_mtime_ns, options.device, options.amp)
     if key not in _models:
         _models.clear()
-        _models[key] = load_model(checkpoint)
+        _models[key] = load_predictor(checkpoint, device=options.device, amp=options.amp)
     return _models[key]
 
 
@@ -57,7 +57,7 @@ def _scene_task(scene: str, paths: dict[str, str], checkpoint: str, options: Any
     set for local clusters; unset: every core)."""
     threads = int(os.environ.get("ROADSEG_WORKER_THREADS", "0")) or options.threads
     opts = replace(options, threads=threads)
-    return run_scene(Path(scene), {k: Path(p) for k, p in paths.items()}, _model(checkpoint), opts)
+    return run_scene(Path(scene), {k: Path(p) for k, p in paths.items()}, _model(checkpoint, opts), opts)
 
 
 def parse_cluster(spec: str) -> tuple[str, Any]:
@@ -153,14 +153,12 @@ def predict_cluster(
     ``out_dir``, the scenes and the checkpoint must be at the same paths on every worker
     (a shared filesystem). ``client``: an already connected Dask client, for tests.
     """
-    from roadseg.weights import default_checkpoint
+    from roadseg.inference.runtime import bundled_model, read_model_info
 
     parse_cluster(cluster)
     check_scene_outputs(scenes, out_dir, outputs, options.style)
-    ckpt = str(Path(checkpoint or default_checkpoint()).resolve())
-    from roadseg.checkpoint import load_model
-
-    load_model(ckpt)  # a bad checkpoint fails here, once, not on every worker
+    ckpt = str(Path(checkpoint or bundled_model(options.device, options.amp)).resolve())
+    read_model_info(ckpt)  # a bad model fails here, once, not on every worker
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.read(out_dir / MANIFEST)
     sweep_partials(out_dir, scenes, outputs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-import torch
+import numpy as np
 
 from roadseg.errors import CheckpointError
 
@@ -33,8 +33,9 @@ class Normalization:
         if self.channel_order not in ("RGB", "BGR"):
             raise CheckpointError(f"channel_order must be RGB or BGR, got {self.channel_order!r}")
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalize a ``(N, C, H, W)`` tensor of raw (0..scale) values given in RGB order."""
+    def apply(self, x: Any) -> Any:
+        """Normalize a ``(N, C, H, W)`` batch of raw (0..scale) values given in RGB order: a
+        torch tensor (on its device) or a numpy array (float32 out, for ONNX Runtime)."""
         c = x.shape[1]
         if self.channel_order == "BGR" and c >= 3:
             x = x[:, [2, 1, 0, *range(3, c)]]
@@ -43,9 +44,15 @@ class Normalization:
                 f"normalization has {len(self.mean)} channel(s) but the input has {c}; "
                 "select matching bands with --bands"
             )
-        mean = torch.tensor(self.mean, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
-        return (x.float() / self.scale - mean) / std
+        if isinstance(x, np.ndarray):
+            mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
+            std = np.asarray(self.std, np.float32).reshape(1, -1, 1, 1)
+            return (x.astype(np.float32) / np.float32(self.scale) - mean) / std
+        import torch
+
+        mean_t = torch.tensor(self.mean, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
+        std_t = torch.tensor(self.std, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
+        return (x.float() / self.scale - mean_t) / std_t
 
     def describe(self) -> str:
         """Human-readable form, naming the official D-LinkNet scaling when that is what it is."""

@@ -5,8 +5,8 @@ probability ``(N, 1, H, W)``: BatchNorm is folded, a BGR model (the official D-L
 channel swap inside the graph, and the sigmoid is the last node. That is the contract of QGIS's
 Deepness plugin, whose metadata keys the file carries beside roadseg's own (normalization, GSD,
 threshold, architecture), so one file runs in Deepness, in any ONNX Runtime, and in
-``roadseg predict``, which reads only onnxruntime and gives the same tiling, TTA, GSD handling
-and outputs.
+``roadseg predict``, which runs it through ONNX Runtime alone (roadseg/onnx_runtime.py) with
+the same tiling, TTA, GSD handling and outputs.
 
 By default H = W = the tile size and only the batch is dynamic: Deepness reads the tile size
 from the input shape and fails on a symbolic one (its docs allow only a dynamic batch).
@@ -35,14 +35,13 @@ from torch import nn
 from roadseg.errors import CheckpointError, InputError
 from roadseg.io.atomic import atomic_path
 from roadseg.normalization import Normalization
+from roadseg.onnx_runtime import META_KEY, session
 
 log = logging.getLogger(__name__)
 
 OPSET = 18
 #: The IR version written: 9 is the newest ONNX Runtime 1.17 (Deepness's pin) reads.
 IR_VERSION = 9
-#: metadata key holding roadseg's ModelInfo as JSON
-META_KEY = "roadseg"
 _INSTALL = "pip install 'roadseg[onnx]'"
 #: largest |ONNX - PyTorch| probability accepted by the export's own check
 EXPORT_TOLERANCE = 1e-4
@@ -200,7 +199,7 @@ def _check_export(path: Path, graph: nn.Module, example: torch.Tensor, dynamic: 
     """Run the file in ONNX Runtime on another batch size (and a non-square shape if dynamic)."""
     _, c, h, _ = example.shape
     x = torch.randn(3, c, h // 2, h + h // 4) if dynamic else torch.randn(1, c, h, h)
-    got = _session(path).run(None, {"image": x.numpy()})[0]
+    got = session(path).run(None, {"image": x.numpy()})[0]
     with torch.no_grad():
         want = graph(x).numpy()
     err = float(np.abs(got - want).max())
@@ -209,84 +208,3 @@ def _check_export(path: Path, graph: nn.Module, example: torch.Tensor, dynamic: 
             f"the ONNX export differs from PyTorch by {err:.2g} (allowed {EXPORT_TOLERANCE:g}); nothing was written"
         )
     log.info("ONNX export checked: max |ONNX - PyTorch| = %.2g on %s", err, tuple(x.shape))
-
-
-def _session(path: str | os.PathLike[str], threads: int = 0) -> Any:
-    """A CPU ONNX Runtime session (``threads`` intra-op threads; 0: ONNX Runtime's default)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise InputError(f"an .onnx model needs ONNX Runtime: {_INSTALL}") from None
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise CheckpointError(
-            f"'{path}' is not an ONNX model ONNX Runtime can load ({' '.join(str(exc).split())[:200]})"
-        ) from None
-
-
-class OnnxModel(nn.Module):
-    """An ONNX Runtime session behind the nn.Module interface predict uses.
-
-    ``forward`` returns logits, as roadseg's networks do, so TTA and stitching are shared:
-    the graph's probability p comes back as logit(p), and predict's sigmoid gives p again.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], size_divisor: int, session: Any = None) -> None:
-        super().__init__()
-        self.path = str(path)
-        self.size_divisor = size_divisor
-        self._session = session or _session(path)
-        self.threads = 0
-        first = self._session.get_inputs()[0]
-        self._input = first.name
-        h, w = first.shape[-2:]
-        #: the one tile side a fixed-size export runs (Deepness's layout), None if any size runs
-        self.fixed_size: int | None = h if isinstance(h, int) and h == w else None
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> OnnxModel:
-        """A session holds no trainable state and cannot be pickled: copies share it."""
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        array = x.detach().float().cpu().contiguous().numpy()
-        p = torch.from_numpy(self._session.run(None, {self._input: array})[0]).to(x.device)
-        return torch.logit(p.double()).float()
-
-    def set_threads(self, threads: int) -> None:
-        """Rebuild the session with ``threads`` intra-op threads (0: ONNX Runtime's default),
-        once: predict calls this for every scene of a run."""
-        if threads != self.threads:
-            self._session, self.threads = _session(self.path, threads), threads
-
-
-def load_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, Any]:
-    """``(model, ModelInfo)`` of an ONNX file written by ``roadseg export``."""
-    from roadseg.checkpoint import ModelInfo
-
-    session = _session(path)
-    custom = session.get_modelmeta().custom_metadata_map
-    if META_KEY not in custom:
-        raise CheckpointError(
-            f"'{path}' has no roadseg metadata: only ONNX files written by 'roadseg export' can be run "
-            "(their normalization, GSD and threshold are needed)"
-        )
-    try:
-        meta = json.loads(custom[META_KEY])
-        info = ModelInfo(
-            arch=str(meta["arch"]),
-            arch_kwargs=dict(meta.get("arch_kwargs", {})),
-            in_channels=int(meta["in_channels"]),
-            normalization=Normalization.from_dict(meta["normalization"]),
-            gsd_m=None if meta.get("gsd_m") is None else float(meta["gsd_m"]),
-            threshold=float(meta.get("threshold", 0.5)),
-            meta={"exported_from": meta.get("exported_from"), "parameters": meta.get("parameters")},
-            source="onnx",
-        )
-        divisor = int(meta.get("size_divisor", 32))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"'{path}': malformed roadseg metadata ({exc})") from None
-    return OnnxModel(path, divisor, session), info

@@ -128,7 +128,7 @@ def check_scene_outputs(scenes: list[Path], out_dir: Path, outputs: SceneOutputs
         check_outputs(inputs, with_styles(named, style))
 
 
-def run_scene(scene: Path, paths: dict[str, Path], model_and_info: Any, options: Any) -> dict[str, Any]:
+def run_scene(scene: Path, paths: dict[str, Path], predictor: Any, options: Any) -> dict[str, Any]:
     """Predict (and vectorize) one scene into ``paths``; its manifest row, failed or done.
 
     A bad scene (corrupt, unreadable, no CRS for GeoJSON, ...) is a failed row, not an
@@ -150,7 +150,7 @@ def run_scene(scene: Path, paths: dict[str, Path], model_and_info: Any, options:
             prob_out=paths["prob"],
             mask_out=paths.get("mask"),
             options=replace(options, progress=False),
-            model_and_info=model_and_info,
+            predictor=predictor,
         )
         km = None
         if "roads" in paths:
@@ -237,12 +237,11 @@ def predict_many(
     outputs: SceneOutputs,
 ) -> Manifest:
     """Predict every scene into ``out_dir``; returns the manifest (failed scenes included)."""
-    from roadseg.checkpoint import load_model
-    from roadseg.weights import default_checkpoint
+    from roadseg.inference.runtime import load_predictor
 
     check_scene_outputs(scenes, out_dir, outputs, options.style)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_and_info = load_model(checkpoint or default_checkpoint())
+    predictor = load_predictor(checkpoint, device=options.device, amp=options.amp)
     manifest = Manifest.read(out_dir / MANIFEST)
     sweep_partials(out_dir, scenes, outputs)
     todo = [s for s in scenes if not manifest.done(s, outputs.paths(out_dir, s))]
@@ -254,7 +253,7 @@ def predict_many(
             ahead.wait()
             if i + 1 < len(todo):
                 ahead.start(todo[i + 1])
-            row = run_scene(scene, outputs.paths(out_dir, scene), model_and_info, options)
+            row = run_scene(scene, outputs.paths(out_dir, scene), predictor, options)
             manifest.record(row)
             _log_row(i + 1, len(todo), row)
     finally:

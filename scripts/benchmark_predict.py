@@ -59,8 +59,9 @@ def child(args: argparse.Namespace) -> dict:
     from roadseg.checkpoint import save_model
     from roadseg.devices import amp_dtype, autocast, resolve_device
     from roadseg.inference.memory import CPU_PASS
-    from roadseg.inference.predict import PredictOptions, predict_raster, prepare_model
+    from roadseg.inference.predict import PredictOptions, predict_raster
     from roadseg.inference.tiling import plan_tiles
+    from roadseg.inference.torch_runtime import TorchPredictor
     from roadseg.inference.tta import predict_tta
     from roadseg.models import create_model
     from roadseg.normalization import IMAGENET
@@ -77,7 +78,8 @@ def child(args: argparse.Namespace) -> dict:
         from roadseg.checkpoint import load_model
 
         model, info = load_model(ckpt)
-        model = prepare_model(model, device)
+        predictor = TorchPredictor(model, info, device=args.device, amp=args.amp)
+        model = predictor.model
         n_tiles = len(plan_tiles(size, size, args.tile, args.overlap))
         batch = torch.randint(0, 255, (args.batch, 3, args.tile, args.tile), dtype=torch.uint8)
         # model only: ready batches on the device, same tile count, TTA, passes and normalization
@@ -85,13 +87,13 @@ def child(args: argparse.Namespace) -> dict:
         with torch.inference_mode(), autocast(device, dtype):
             x = IMAGENET.apply(batch.to(device)).contiguous(memory_format=torch.channels_last)
             per_pass = CPU_PASS if device.type == "cpu" else None  # as predict runs it
-            predict_tta(model, x, args.tta, per_pass)  # warm-up
+            predict_tta(predictor._probs, x, args.tta, per_pass)  # warm-up
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
             done = 0
             while done < n_tiles:
-                p = predict_tta(model, x, args.tta, per_pass)[:, 0].float().cpu().numpy()
+                p = predict_tta(predictor._probs, x, args.tta, per_pass)[:, 0].float().cpu().numpy()
                 done += args.batch
             model_s = (time.perf_counter() - t0) * n_tiles / done
         opts = PredictOptions(
@@ -110,7 +112,7 @@ def child(args: argparse.Namespace) -> dict:
             prob_out=tmp / "prob.tif",
             mask_out=tmp / "mask.tif",
             options=opts,
-            model_and_info=(model, info),
+            predictor=predictor,
         )
         e2e_s = time.perf_counter() - t0
         del p

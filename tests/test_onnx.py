@@ -18,6 +18,7 @@ from roadseg.cli import main
 from roadseg.errors import CheckpointError, InputError
 from roadseg.inference.predict import PredictOptions, predict_raster
 from roadseg.normalization import IMAGENET, OFFICIAL_DLINKNET
+from roadseg.onnx_runtime import OnnxPredictor, read_info
 from roadseg.weights import default_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
@@ -95,7 +96,7 @@ def test_onnx_predicts_what_pytorch_predicts(which, tmp_path, paris_crop):
     np.testing.assert_allclose(onnx_p, torch_p, atol=TOLERANCE, rtol=0)
     # roadseg's own metadata round-trips
     _, a = load_model(ckpt)
-    _, b = load_model(onnx_path)
+    b = read_info(onnx_path)
     assert (b.arch, b.gsd_m, b.threshold, b.in_channels) == (a.arch, a.gsd_m, a.threshold, a.in_channels)
     assert b.normalization.channel_order == "RGB"
 
@@ -170,10 +171,84 @@ def test_onnx_errors(tmp_path, capsys):
     )
     onnx.save(helper.make_model(graph), tmp_path / "other.onnx")
     with pytest.raises(CheckpointError, match="no roadseg metadata"):
-        load_model(tmp_path / "other.onnx")
+        read_info(tmp_path / "other.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(CheckpointError, match="not an ONNX model"):
+        OnnxPredictor(tmp_path / "junk.onnx")
+    with pytest.raises(CheckpointError, match="is an ONNX file"):
         load_model(tmp_path / "junk.onnx")
+
+
+def test_shipped_onnx_is_the_bundled_checkpoint(tmp_path, paris_crop):
+    """predict runs roadseg/weights/default.onnx on a CPU: it must be default.pt, exported."""
+    from roadseg.weights import default_onnx
+
+    torch_p = _probs(paris_crop, default_checkpoint(), tmp_path / "torch.tif")
+    onnx_p = _probs(paris_crop, default_onnx(), tmp_path / "onnx.tif")
+    assert torch_p.std() > 0.02
+    np.testing.assert_allclose(onnx_p, torch_p, atol=TOLERANCE, rtol=0)
+    a, b = load_model(default_checkpoint())[1], read_info(default_onnx())
+    assert (a.arch, a.gsd_m, a.threshold, a.normalization) == (b.arch, b.gsd_m, b.threshold, b.normalization)
+
+
+@pytest.fixture(scope="module")
+def dynamic_bundled():
+    """The bundled model's shipped ONNX twin (dynamic size)."""
+    from roadseg.weights import default_onnx
+
+    return default_onnx()
+
+
+def _with_meta(src, dst, **changes):
+    """A copy of an exported file with roadseg's metadata changed (what a hand edit does)."""
+    import onnx
+
+    proto = onnx.load(src)
+    for entry in proto.metadata_props:
+        if entry.key == "roadseg":
+            entry.value = json.dumps({**json.loads(entry.value), **changes})
+    onnx.save(proto, dst)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"threshold": 7}, "threshold 7"),
+        ({"gsd_m": -1}, "gsd_m -1"),
+        ({"size_divisor": 0}, "size_divisor 0"),
+        ({"in_channels": 4}, "takes 4"),
+        ({"normalization": {"mean": [0.5], "std": [0.0]}}, "positive std"),
+    ],
+)
+def test_onnx_metadata_is_validated_as_a_checkpoints_is(tmp_path, dynamic_bundled, changes, match):
+    """The .pt path refuses these values; an ONNX file carrying them is refused the same way,
+    before any scene is read (they ran before: threshold 7 wrote an empty mask, divisor 0
+    raised ZeroDivisionError)."""
+    bad = _with_meta(dynamic_bundled, tmp_path / "bad.onnx", **changes)
+    with pytest.raises(CheckpointError, match=match):
+        OnnxPredictor(bad)
+    assert main(["info", str(bad)]) == 2
+
+
+def test_an_identity_graph_with_our_metadata_is_no_road_model(tmp_path, dynamic_bundled):
+    import onnx
+    from onnx import TensorProto, helper
+
+    meta = {e.key: e.value for e in onnx.load(dynamic_bundled).metadata_props}
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["image"], ["probability"])],
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+    )
+    model = helper.make_model(graph)
+    for k, v in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.save(model, tmp_path / "identity.onnx")
+    with pytest.raises(CheckpointError, match="one probability out"):
+        OnnxPredictor(tmp_path / "identity.onnx")
 
 
 def test_export_says_two_lines_not_the_exporters_notes(tmp_path, capsys):

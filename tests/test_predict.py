@@ -11,6 +11,7 @@ from roadseg.checkpoint import ModelInfo
 from roadseg.errors import InputError
 from roadseg.inference import predict as predict_mod
 from roadseg.inference.predict import PredictOptions, predict_raster
+from roadseg.inference.torch_runtime import TorchPredictor
 from roadseg.io.raster import pixel_sizes_m
 from roadseg.normalization import Normalization
 
@@ -34,7 +35,7 @@ def _model(gsd=None):
         normalization=Normalization(mean=(0.0,) * 3, std=(1.0,) * 3),
         gsd_m=gsd,
     )
-    return _Brightness(), info
+    return TorchPredictor(_Brightness(), info, device="cpu")
 
 
 def _expected(img_uint8):
@@ -48,7 +49,7 @@ def test_outputs_keep_grid_and_match_pixelwise_model(tmp_path, scene_path):
         prob_out=tmp_path / "p.tif",
         mask_out=tmp_path / "m.tif",
         options=PredictOptions(**{**OPTS.__dict__, "prob_dtype": "float32"}),
-        model_and_info=_model(),
+        predictor=_model(),
     )
     with (
         rasterio.open(scene_path) as src,
@@ -68,7 +69,7 @@ def test_outputs_keep_grid_and_match_pixelwise_model(tmp_path, scene_path):
 
 def test_uint8_probability_scaling(tmp_path, scene_path):
     res = predict_raster(
-        scene_path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model()
+        scene_path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, predictor=_model()
     )
     with rasterio.open(scene_path) as src, rasterio.open(res.prob_path) as p:
         assert p.dtypes[0] == "uint8"
@@ -79,9 +80,7 @@ def test_nodata_gets_zero_probability(tmp_path):
     img = road_image(100, 120)
     img[:, :30, :50] = 0
     path = write_raster(tmp_path / "nd.tif", img, nodata=0)
-    res = predict_raster(
-        path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model()
-    )
+    res = predict_raster(path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, predictor=_model())
     assert res.area_km2 == pytest.approx(100 * 120 * 0.5**2 / 1e6)  # 0.5 m pixels
     assert res.km2_per_h == pytest.approx(res.area_km2 / res.seconds * 3600)
     with rasterio.open(res.prob_path) as p:
@@ -96,12 +95,8 @@ def test_16bit_is_stretched_by_percentiles(tmp_path):
     img16 = (img8.astype(np.uint16) * 8 + 1000).astype(np.uint16)
     a = write_raster(tmp_path / "a.tif", img8)
     b = write_raster(tmp_path / "b.tif", img16)
-    pa = predict_raster(
-        a, checkpoint=None, prob_out=tmp_path / "pa.tif", options=OPTS, model_and_info=_model()
-    )
-    pb = predict_raster(
-        b, checkpoint=None, prob_out=tmp_path / "pb.tif", options=OPTS, model_and_info=_model()
-    )
+    pa = predict_raster(a, checkpoint=None, prob_out=tmp_path / "pa.tif", options=OPTS, predictor=_model())
+    pb = predict_raster(b, checkpoint=None, prob_out=tmp_path / "pb.tif", options=OPTS, predictor=_model())
     with rasterio.open(pa.prob_path) as x, rasterio.open(pb.prob_path) as y:
         ma, mb = x.read(1) > 127, y.read(1) > 127
     # the stretch maps the bright roads to near 255, so the same pixels come out as road
@@ -112,7 +107,7 @@ def test_single_band_is_repeated_with_warning(tmp_path):
     path = write_raster(tmp_path / "pan.tif", road_image(70, 70)[0])
     with pytest.warns(UserWarning, match="single band"):
         res = predict_raster(
-            path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model()
+            path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, predictor=_model()
         )
     assert res.prob_path.exists()
 
@@ -123,7 +118,7 @@ def test_no_crs_warns_and_works(tmp_path):
     )
     with pytest.warns(UserWarning, match="no CRS"):
         res = predict_raster(
-            path, checkpoint=None, mask_out=tmp_path / "m.tif", options=OPTS, model_and_info=_model()
+            path, checkpoint=None, mask_out=tmp_path / "m.tif", options=OPTS, predictor=_model()
         )
     assert res.mask_path.exists()
 
@@ -145,7 +140,7 @@ def seen(monkeypatch):
 def test_gsd_resampling_runs_model_at_its_gsd_and_writes_scene_grid(tmp_path, seen):
     path = write_raster(tmp_path / "s.tif", road_image(120, 100))  # 0.5 m pixels
     res = predict_raster(
-        path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model(gsd=1.0)
+        path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, predictor=_model(gsd=1.0)
     )
     assert res.resampled and seen == [(50, 60)]
     with rasterio.open(path) as src, rasterio.open(res.prob_path) as p:
@@ -158,7 +153,7 @@ def test_gsd_resampling_runs_model_at_its_gsd_and_writes_scene_grid(tmp_path, se
         checkpoint=None,
         prob_out=tmp_path / "p2.tif",
         options=PredictOptions(**{**OPTS.__dict__, "gsd": "native"}),
-        model_and_info=_model(gsd=1.0),
+        predictor=_model(gsd=1.0),
     )
     assert seen == [(100, 120)]
 
@@ -174,7 +169,7 @@ def test_geographic_scene_is_resampled_to_square_ground_pixels(tmp_path, seen):
         transform=Affine(1e-5, 0, 10.0, 0, -1e-5, 60.0015),
     )
     res = predict_raster(
-        path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model(gsd=1.0)
+        path, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, predictor=_model(gsd=1.0)
     )
     with rasterio.open(path) as src:
         dx, dy = pixel_sizes_m(src)
@@ -195,7 +190,7 @@ def test_interrupt_leaves_nothing(tmp_path, scene_path, monkeypatch):
                 raise KeyboardInterrupt
             return super().forward(x)
 
-    info = _model()[1]
+    info = _model().info
     before = sorted(tmp_path.iterdir())
     with pytest.raises(KeyboardInterrupt):
         predict_raster(
@@ -204,7 +199,7 @@ def test_interrupt_leaves_nothing(tmp_path, scene_path, monkeypatch):
             prob_out=tmp_path / "p.tif",
             mask_out=tmp_path / "m.tif",
             options=OPTS,
-            model_and_info=(Boom(), info),
+            predictor=TorchPredictor(Boom(), info, device="cpu"),
         )
     assert sorted(tmp_path.iterdir()) == before
 
@@ -259,7 +254,7 @@ def test_bad_options(tmp_path, scene_path, kwargs, match):
             checkpoint=None,
             prob_out=tmp_path / "p.tif",
             options=PredictOptions(**{**OPTS.__dict__, **kwargs}),
-            model_and_info=_model(),
+            predictor=_model(),
         )
     assert not (tmp_path / "p.tif").exists()
 
@@ -271,7 +266,7 @@ def test_bad_inputs(tmp_path, scene_path):
             checkpoint=None,
             prob_out=tmp_path / "p.tif",
             options=OPTS,
-            model_and_info=_model(),
+            predictor=_model(),
         )
     (tmp_path / "text.tif").write_text("hello")
     with pytest.raises(InputError, match="not a raster GDAL can read"):
@@ -280,20 +275,18 @@ def test_bad_inputs(tmp_path, scene_path):
             checkpoint=None,
             prob_out=tmp_path / "p.tif",
             options=OPTS,
-            model_and_info=_model(),
+            predictor=_model(),
         )
     two = write_raster(tmp_path / "two.tif", road_image(40, 40)[:2])
     with pytest.raises(InputError, match="has 2 band"):
-        predict_raster(
-            two, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, model_and_info=_model()
-        )
+        predict_raster(two, checkpoint=None, prob_out=tmp_path / "p.tif", options=OPTS, predictor=_model())
     with pytest.raises(InputError, match="output folder"):
         predict_raster(
             scene_path,
             checkpoint=None,
             prob_out=tmp_path / "no" / "p.tif",
             options=OPTS,
-            model_and_info=_model(),
+            predictor=_model(),
         )
     assert not (tmp_path / "p.tif").exists()
 
@@ -333,39 +326,36 @@ def test_output_is_the_same_whatever_the_batch(tmp_path, scene_path, varied_chec
 
 
 def test_pass_plan_follows_free_memory(varied_checkpoint):
-    from roadseg.inference.memory import PassPlan, image_bytes, plan_passes
+    from roadseg.inference.memory import PassPlan, plan_passes
 
-    model, _info = roadseg.load_model(varied_checkpoint)
-    per_1024 = image_bytes(model, 1024, 3)
-    assert image_bytes(model, 512, 3) * 4 == per_1024
-    kw = {"tile": 1024, "views": 8, "in_channels": 3, "batch_size": None, "max_pass": None, "divisor": 32}
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    predictor = TorchPredictor.load(varied_checkpoint, device="cpu")
+    per_1024 = predictor.image_bytes(1024)
+    assert predictor.image_bytes(512) * 4 == per_1024
+    kw = {"tile": 1024, "views": 8, "batch_size": None, "max_pass": None, "divisor": 32}
+    need = predictor.image_bytes
     # plenty: CPU keeps one image per pass (fastest there); CUDA takes what fits, at most a batch
-    assert plan_passes(model, device=cpu, free=100 * per_1024, **kw) == PassPlan(1024, 4, 1)
-    big = plan_passes(model, device=cuda, free=100 * per_1024, **kw)
+    assert plan_passes(need, cuda=False, free=100 * per_1024, **kw) == PassPlan(1024, 4, 1)
+    big = plan_passes(need, cuda=True, free=100 * per_1024, **kw)
     assert (big.tile, big.batch, big.per_pass) == (1024, 6, 48)
-    assert plan_passes(model, device=cuda, free=10 * per_1024, **kw).per_pass == 5
-    # one 1024 image does not fit: the tile halves until it does
-    assert (
-        plan_passes(model, device=cpu, free=per_1024 * 2 // 3, **kw).tile == 512
-    )  # half of what is free is the budget
-    assert plan_passes(model, device=cpu, free=per_1024 // 4, **kw).tile == 256
-    assert plan_passes(model, device=cpu, free=1, **kw).tile == 256  # the floor
+    assert plan_passes(need, cuda=True, free=10 * per_1024, **kw).per_pass == 5
+    # one 1024 image does not fit: the tile halves until it does (half of what is free is the budget)
+    assert plan_passes(need, cuda=False, free=per_1024 * 2 // 3, **kw).tile == 512
+    assert plan_passes(need, cuda=False, free=per_1024 // 4, **kw).tile == 256
+    assert plan_passes(need, cuda=False, free=1, **kw).tile == 256  # the floor
     # explicit sizes are kept
-    assert plan_passes(model, device=cuda, free=10 * per_1024, **{**kw, "batch_size": 2, "max_pass": 3}) == (
+    assert plan_passes(need, cuda=True, free=10 * per_1024, **{**kw, "batch_size": 2, "max_pass": 3}) == (
         PassPlan(1024, 2, 3)
     )
 
 
 def test_low_memory_shrinks_the_tile_and_still_predicts(tmp_path, scene_path, monkeypatch, caplog):
-    from roadseg.inference import memory
 
-    model, info = _model()
-    monkeypatch.setattr(memory, "free_bytes", lambda device: 1)
+    predictor = _model()
+    monkeypatch.setattr(TorchPredictor, "free_bytes", lambda self: 1)
     opts = PredictOptions(tile_size=512, overlap=64, tta="none", progress=False, prob_dtype="float32")
     scene = write_raster(tmp_path / "big.tif", road_image(600, 700))
     res = predict_raster(
-        scene, checkpoint=None, prob_out=tmp_path / "p.tif", options=opts, model_and_info=(model, info)
+        scene, checkpoint=None, prob_out=tmp_path / "p.tif", options=opts, predictor=predictor
     )
     assert "512-px tiles do not fit, using 256-px tiles" in caplog.text
     assert res.tiles > 4  # 256-px tiles over 600 x 700
@@ -392,10 +382,18 @@ def test_out_of_gpu_memory_halves_the_pass_and_retries(tmp_path, scene_path, var
         tile_size=64, overlap=16, tta="d4", batch_size=2, progress=False, prob_dtype="float32", max_pass=16
     )
     predict_raster(
-        scene_path, checkpoint=None, prob_out=tmp_path / "a.tif", options=opts, model_and_info=(Tight(), info)
+        scene_path,
+        checkpoint=None,
+        prob_out=tmp_path / "a.tif",
+        options=opts,
+        predictor=TorchPredictor(Tight(), info, device="cpu"),
     )
     predict_raster(
-        scene_path, checkpoint=None, prob_out=tmp_path / "b.tif", options=opts, model_and_info=(model, info)
+        scene_path,
+        checkpoint=None,
+        prob_out=tmp_path / "b.tif",
+        options=opts,
+        predictor=TorchPredictor(model, info, device="cpu"),
     )
     with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
         np.testing.assert_allclose(a.read(1), b.read(1), atol=1e-6)

@@ -9,6 +9,7 @@ import roadseg
 from roadseg.checkpoint import ModelInfo
 from roadseg.inference.predict import PredictOptions, predict_raster
 from roadseg.inference.tiling import plan_tiles
+from roadseg.inference.torch_runtime import TorchPredictor
 from roadseg.normalization import IMAGENET
 
 
@@ -35,7 +36,9 @@ def _predict(path, tmp_path, model, tile, overlap):
         tile_size=tile, overlap=overlap, batch_size=2, tta="none", prob_dtype="float32", progress=False
     )
     out = tmp_path / f"p{tile}_{overlap}.tif"
-    predict_raster(path, checkpoint=None, prob_out=out, options=opts, model_and_info=(model, info))
+    predict_raster(
+        path, checkpoint=None, prob_out=out, options=opts, predictor=TorchPredictor(model, info, device="cpu")
+    )
     with rasterio.open(out) as ds:
         return ds.read(1)
 

@@ -85,7 +85,7 @@ def _tiled(image, model, tile, overlap, tta="none"):
             cols = reflect_index(np.arange(c, c + tile), w)
             x = torch.from_numpy(image[:, rows][:, :, cols])[None]
             with torch.no_grad():
-                stitcher.add(i, j, predict_tta(model, x, tta)[0, 0].numpy())
+                stitcher.add(i, j, predict_tta(lambda t: torch.sigmoid(model(t)), x, tta)[0, 0].numpy())
     stitcher.finish()
     assert not np.isnan(out).any()
     return out
@@ -123,10 +123,14 @@ def test_tiled_equals_whole_image(h, w, tta):
 
 def test_tta_views_invert_exactly():
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
-    identity = lambda t: t[:, :1] * 0 + torch.logit(torch.sigmoid(t[:, :1]))
+    identity = lambda t: torch.sigmoid(t[:, :1])
     for mode in ("none", "flip", "d4"):
         out = predict_tta(identity, x, mode)
         np.testing.assert_allclose(out.numpy(), torch.sigmoid(x[:, :1]).numpy(), atol=1e-6)
+        # the numpy path (ONNX Runtime, no torch) turns and averages the same way
+        arr = predict_tta(lambda a: 1 / (1 + np.exp(-a[:, :1])), x.numpy(), mode)
+        assert isinstance(arr, np.ndarray) and arr.dtype == np.float32
+        np.testing.assert_allclose(arr, torch.sigmoid(x[:, :1]).numpy(), atol=1e-6)
     assert len(views("d4")) == 8 and len(set(views("d4"))) == 8
 
 
@@ -136,7 +140,10 @@ def test_d4_mean_matches_official_sum_over_4():
     model = _LocalNet().eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        ours = predict_tta(model, x, "d4")
+        ours = predict_tta(lambda t: torch.sigmoid(model(t)), x, "d4")
+        # numpy views of the same network (what ONNX Runtime is handed) give the same mean
+        as_numpy = predict_tta(lambda a: torch.sigmoid(model(torch.from_numpy(a))).numpy(), x.numpy(), "d4")
+        np.testing.assert_allclose(as_numpy, ours.numpy(), atol=1e-6)
         img90 = torch.rot90(x, 1, (2, 3))
         batch = torch.cat([x, img90, x.flip(2), img90.flip(2)])  # official: {id, rot90} x {-, v}
         a = torch.sigmoid(model(batch))

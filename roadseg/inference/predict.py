@@ -1,7 +1,8 @@
 """The predict tool: a raster of any size in, probability and mask rasters out.
 
-Windows are read on a background thread, normalized on the device, run through the model
-with TTA in batches, blended into row strips and streamed to Cloud-Optimized GeoTIFFs.
+Windows are read on a background thread, run through a Predictor (ONNX Runtime, or PyTorch on
+its device) with TTA in batches, blended into row strips and streamed to Cloud-Optimized
+GeoTIFFs. Nothing here imports torch: the light install predicts with ONNX Runtime alone.
 """
 
 from __future__ import annotations
@@ -23,20 +24,17 @@ from typing import Any
 
 import numpy as np
 import rasterio
-import torch
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
-from torch import nn
 from tqdm import tqdm
 
-from roadseg.checkpoint import ModelInfo, load_model
-from roadseg.devices import amp_dtype, autocast, channels_last, resolve_device
 from roadseg.errors import InputError
 from roadseg.inference.memory import plan_passes
+from roadseg.inference.runtime import Predictor, load_predictor
 from roadseg.inference.stitch import StripStitcher
 from roadseg.inference.tiling import TileGrid, check_tiling, plan_tiles
-from roadseg.inference.tta import predict_tta, views
+from roadseg.inference.tta import views
 from roadseg.io.atomic import check_output_path
 from roadseg.io.kinds import KIND_TAG
 from roadseg.io.raster import (
@@ -52,7 +50,6 @@ from roadseg.io.raster import (
     valid_mask,
 )
 from roadseg.io.styles import write_style
-from roadseg.models.fuse import fold_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -123,21 +120,6 @@ class PredictResult:
         return None if area is None else area / max(self.seconds, 1e-9) * 3600
 
 
-def prepare_model(model: nn.Module, device: torch.device, threads: int | None = None) -> nn.Module:
-    """Eval mode with BatchNorm folded into the convolutions, on the device: channels_last where
-    it is faster, cudnn autotuning on CUDA, ``threads`` CPU threads (None: every core)."""
-    model = fold_batchnorm(model.cpu()).to(device)
-    if channels_last(device):
-        model = model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    elif device.type == "cpu":
-        torch.set_num_threads(threads or os.cpu_count() or 1)
-    if threads and hasattr(model, "set_threads"):  # an ONNX Runtime session has its own pool
-        model.set_threads(threads)
-    return model
-
-
 def _batches(
     reader: SceneReader, grid: TileGrid, batch_size: int
 ) -> Iterator[list[tuple[int, int, np.ndarray]]]:
@@ -190,33 +172,33 @@ def _background(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 
 def infer_scene(
     ds: Any,
-    model: nn.Module,
-    info: ModelInfo,
+    predictor: Predictor,
     bands: tuple[int, ...],
     sink: Callable[[int, np.ndarray], None],
     opts: PredictOptions,
-    device: torch.device,
 ) -> int:
     """Run tiled TTA inference over ``ds``; ``sink`` receives probability row strips."""
-    divisor = int(getattr(model, "size_divisor", 32))
-    fixed = getattr(model, "fixed_size", None)  # an ONNX file exported for Deepness
+    info = predictor.info
+    divisor = info.size_divisor
+    fixed = predictor.fixed_size  # an ONNX file exported for Deepness
     if fixed and opts.tile_size not in (None, fixed):
         raise InputError(
             f"this ONNX model runs only {fixed}-px tiles (its input size is fixed): drop --tile-size, "
             "or export with 'roadseg export --dynamic'"
         )
-    tile = fixed or (DEFAULT_TILE.get(device.type, GPU_TILE) if opts.tile_size is None else opts.tile_size)
+    device = predictor.device_type
+    tile = fixed or (DEFAULT_TILE.get(device, GPU_TILE) if opts.tile_size is None else opts.tile_size)
     overlap = tile // 8 if opts.overlap is None else opts.overlap
     check_tiling(tile, overlap, divisor)
     if not fixed:
         tile, overlap = _fit_tile(ds.height, ds.width, tile, overlap, divisor)
     n_views = len(views(opts.tta))
     plan = plan_passes(
-        model,
+        predictor.image_bytes,
         tile=tile,
         views=n_views,
-        in_channels=info.in_channels,
-        device=device,
+        free=predictor.free_bytes(),
+        cuda=device == "cuda",
         batch_size=opts.batch_size,
         max_pass=opts.max_pass,
         divisor=divisor,
@@ -228,32 +210,19 @@ def infer_scene(
     grid = plan_tiles(ds.height, ds.width, opts.tile_size, opts.overlap)
     reader = SceneReader(ds, bands)
     stitcher = StripStitcher(grid, sink)
-    non_blocking = device.type == "cuda"
     start = time.perf_counter()
     tile_px = opts.tile_size**2
-    dtype = amp_dtype(device, device.type == "cuda" if opts.amp is None else opts.amp)
-    per_pass: int | None = plan.per_pass
-    with (
-        tqdm(
-            total=len(grid),
-            unit="tile",
-            disable=not opts.progress,
-            desc="predict",
-            leave=False,
-            dynamic_ncols=True,
-        ) as bar,  # closed, and so cleared, on errors too: the error stays one line
-        torch.inference_mode(),
-        autocast(device, dtype),
-    ):
+    with tqdm(
+        total=len(grid),
+        unit="tile",
+        disable=not opts.progress,
+        desc="predict",
+        leave=False,
+        dynamic_ncols=True,
+    ) as bar:  # closed, and so cleared, on errors too: the error stays one line
         for batch in _background(_batches(reader, grid, plan.batch)):
-            x = torch.from_numpy(np.stack([t for _, _, t in batch]))
-            if non_blocking:
-                x = x.pin_memory()
-            x = x.to(device, non_blocking=non_blocking)
-            x = info.normalization.apply(x)
-            if channels_last(device):
-                x = x.contiguous(memory_format=torch.channels_last)
-            probs, per_pass = _predict_batch(model, x, opts.tta, per_pass)
+            x = np.stack([t for _, _, t in batch]).astype(np.float32, copy=False)
+            probs = predictor.probabilities(x, opts.tta, plan.per_pass)
             for (i, j, _), p in zip(batch, probs, strict=True):
                 stitcher.add(i, j, p)
             bar.update(len(batch))
@@ -261,24 +230,6 @@ def infer_scene(
             bar.set_postfix_str(f"{bar.n * tile_px / 1e6 / max(elapsed, 1e-9):.2f} Mpx/s x{n_views} views")
     stitcher.finish()
     return len(grid)
-
-
-def _predict_batch(
-    model: nn.Module, x: torch.Tensor, tta: str, per_pass: int | None
-) -> tuple[np.ndarray, int | None]:
-    """TTA probabilities of one batch of tiles, and the pass size to keep using: a CUDA
-    out-of-memory error halves the images per pass and retries (the result is the same
-    whatever the pass size)."""
-    while True:
-        try:
-            return predict_tta(model, x, tta, per_pass)[:, 0].float().cpu().numpy(), per_pass
-        except torch.cuda.OutOfMemoryError:
-            per_pass = (per_pass or x.shape[0] * len(views(tta))) // 2
-            if per_pass < 1:
-                raise
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            log.warning("out of GPU memory: retrying with %d images per pass", per_pass)
 
 
 def _fit_tile(height: int, width: int, tile: int, overlap: int, divisor: int) -> tuple[int, int]:
@@ -298,22 +249,23 @@ def predict_raster(
     prob_out: str | os.PathLike[str] | None = None,
     mask_out: str | os.PathLike[str] | None = None,
     options: PredictOptions | None = None,
-    model_and_info: tuple[nn.Module, ModelInfo] | None = None,
+    predictor: Predictor | None = None,
 ) -> PredictResult:
     """Predict road probability (and a thresholded mask) for a whole scene.
 
     Outputs lie on the scene's own grid (CRS, transform, size), as COGs; nodata pixels get
-    probability 0 and are marked in the outputs' mask band. Pass ``model_and_info`` to reuse
-    a loaded model instead of ``checkpoint``.
+    probability 0 and are marked in the outputs' mask band. Pass ``predictor`` to reuse a
+    loaded model instead of ``checkpoint`` (None: the bundled model).
     """
     opts = options or PredictOptions()
     if prob_out is None and mask_out is None:
         raise InputError("nothing to write: give --prob-out, --mask-out or --out")
     outs = [check_output_path(p) for p in (prob_out, mask_out) if p is not None]
     _check_options(opts)
-    device = resolve_device(opts.device)
-    model, info = model_and_info or load_model(checkpoint or _bundled())
-    model = prepare_model(model, device, opts.threads)
+    if predictor is None:
+        predictor = load_predictor(checkpoint, device=opts.device, amp=opts.amp)
+    predictor.set_threads(opts.threads)
+    info = predictor.info
     threshold = info.threshold if opts.threshold is None else opts.threshold
 
     src = open_raster(scene)
@@ -339,11 +291,9 @@ def predict_raster(
                 mask_ds = stack.enter_context(rasterio.open(src.name)) if has_invalid_pixels(src) else None
                 final_sink = _final_sink(src, writers, threshold, opts.prob_dtype, mask_ds)
                 if target_gsd is None:
-                    tiles = infer_scene(src, model, info, bands, final_sink, opts, device)
+                    tiles = infer_scene(src, predictor, bands, final_sink, opts)
                 else:
-                    tiles = _infer_resampled(
-                        src, target_gsd, model, info, bands, final_sink, opts, device, outs[0]
-                    )
+                    tiles = _infer_resampled(src, target_gsd, predictor, bands, final_sink, opts, outs[0])
             paths = {k: w.close() for k, w in writers.items()}
             if opts.style:
                 for key, path in paths.items():
@@ -380,14 +330,17 @@ def _check_options(opts: PredictOptions) -> None:
         raise InputError(f"--batch-size must be >= 1, got {opts.batch_size}")
     if opts.max_pass is not None and opts.max_pass < 1:
         raise InputError(f"max_pass must be >= 1 image per forward pass, got {opts.max_pass}")
+    if opts.device not in ("auto", "cpu"):
+        from roadseg.inference.runtime import torch_available
 
+        if not torch_available():
+            raise InputError(
+                f"--device {opts.device} needs PyTorch, which is not installed: pip install 'roadseg[torch]' "
+                "(without it predict runs on the CPU through ONNX Runtime)"
+            )
+        from roadseg.devices import resolve_device
 
-def _bundled() -> Path:
-    from roadseg.weights import default_checkpoint
-
-    path = default_checkpoint()
-    log.debug("using the bundled default model (%s)", path.name)
-    return path
+        resolve_device(opts.device)
 
 
 def _target_gsd(mode: str, model_gsd: float | None, sizes: tuple[float, float] | None) -> float | None:
@@ -487,12 +440,10 @@ def _final_sink(
 def _infer_resampled(
     src: Any,
     target_gsd: float,
-    model: nn.Module,
-    info: ModelInfo,
+    predictor: Predictor,
     bands: tuple[int, ...],
     final_sink: Callable[[int, np.ndarray], None],
     opts: PredictOptions,
-    device: torch.device,
     out_hint: Path,
 ) -> int:
     """Infer on a grid resampled to ``target_gsd``, then warp probabilities back to the scene grid.
@@ -529,7 +480,7 @@ def _infer_resampled(
             def stage_sink(row0: int, probs: np.ndarray) -> None:
                 dst.write(probs.astype(np.float32), 1, window=Window(0, row0, width, probs.shape[0]))
 
-            tiles = infer_scene(vrt, model, info, bands, stage_sink, opts, device)
+            tiles = infer_scene(vrt, predictor, bands, stage_sink, opts)
         with (
             rasterio.open(stage) as staged,
             WarpedVRT(

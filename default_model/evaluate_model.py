@@ -75,11 +75,9 @@ def validation(args: argparse.Namespace) -> dict:
     """Relaxed breakeven of the validation images at each model GSD, and the cost per km²."""
     from dataclasses import replace
 
-    from roadseg.config import config_from_dict
-    from roadseg.train.dataset import build_datasets
-
-    from roadseg.config import load_config
+    from roadseg.config import config_from_dict, load_config
     from roadseg.evaluate.pixel import Confusion
+    from roadseg.train.dataset import build_datasets
 
     model, info = load_model(args.checkpoint)
     model = model.to(memory_format=torch.channels_last)

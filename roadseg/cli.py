@@ -61,6 +61,17 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More messages; t
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bar.")]
 
 
+def _need_torch(command: str, extra: str) -> None:
+    """train and export run PyTorch; the default install predicts without it."""
+    from roadseg.inference.runtime import torch_available
+
+    if not torch_available():
+        raise InputError(
+            f"roadseg {command} needs PyTorch, which this install lacks (predict, vectorize and evaluate "
+            f"do not): pip install '{extra}'"
+        )
+
+
 def _setup(verbose: bool, quiet: bool) -> None:
     _STATE["verbose"] = verbose
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
@@ -166,6 +177,7 @@ def export_cmd(
     """Export a model to ONNX (opset 18, IR 9, dynamic batch) for QGIS Deepness, ONNX Runtime and
     roadseg predict --checkpoint model.onnx."""
     _setup(verbose, quiet)
+    _need_torch("export", "roadseg[onnx]")
     from roadseg.onnx_model import export_onnx
     from roadseg.weights import default_checkpoint
 
@@ -530,6 +542,7 @@ def train_cmd(
 ) -> None:
     """Train a road model (D-LinkNet recipe); multi-GPU with torchrun."""
     _setup(verbose, quiet)
+    _need_torch("train", "roadseg[torch]")
     import time as _time
 
     from roadseg.config import load_config

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import rasterio.windows
 import torch
 from affine import Affine
 
@@ -109,3 +110,22 @@ def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared/data is not present (a user's clone has no shared/)")
     return SHARED
+
+
+PARIS = Path(__file__).resolve().parents[1] / "examples" / "paris_spacenet_img1447.tif"
+
+
+@pytest.fixture(scope="module")
+def paris_crop(tmp_path_factory):
+    """A 320 x 320 corner of the Paris sample (real imagery, lon/lat grid, 0.3 m: resampled)."""
+    out = tmp_path_factory.mktemp("paris") / "crop.tif"
+    with rasterio.open(PARIS) as src:
+        profile = {
+            **src.profile,
+            "width": 320,
+            "height": 320,
+            "transform": src.window_transform(rasterio.windows.Window(0, 0, 320, 320)),
+        }
+        with rasterio.open(out, "w", **profile) as dst:
+            dst.write(src.read(window=rasterio.windows.Window(0, 0, 320, 320)))
+    return out

@@ -3,13 +3,11 @@ predict pipeline (tiling, d4 TTA, GSD resampling) for the bundled model, dlinkne
 official D-LinkNet .th, plus the metadata QGIS Deepness reads."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 import torch
-from rasterio.windows import Window
 from test_checkpoint import _official_file
 
 from roadseg import create_model, save_model
@@ -23,24 +21,7 @@ from roadseg.weights import default_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
-PARIS = Path(__file__).resolve().parents[1] / "examples" / "paris_spacenet_img1447.tif"
 TOLERANCE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def paris_crop(tmp_path_factory):
-    """A 320 x 320 corner of the Paris sample (real imagery, lon/lat grid, 0.3 m: resampled)."""
-    out = tmp_path_factory.mktemp("paris") / "crop.tif"
-    with rasterio.open(PARIS) as src:
-        profile = {
-            **src.profile,
-            "width": 320,
-            "height": 320,
-            "transform": src.window_transform(Window(0, 0, 320, 320)),
-        }
-        with rasterio.open(out, "w", **profile) as dst:
-            dst.write(src.read(window=Window(0, 0, 320, 320)))
-    return out
 
 
 def _spread(conv, model, scene, norm):

@@ -247,6 +247,14 @@ def predict_cmd(
         float | None, typer.Option(help="Road probability threshold (default: checkpoint's).")
     ] = None,
     gsd: Annotated[str, typer.Option(help="auto (resample to the model's GSD), native, or metres.")] = "auto",
+    pixel_size: Annotated[
+        float | None,
+        typer.Option(
+            metavar="METRES",
+            help="A scene without a CRS (PNG, JPEG): what one pixel measures on the ground, so the model "
+            "sees it at its scale and cleaning works in metres.",
+        ),
+    ] = None,
     amp: Annotated[
         bool | None,
         typer.Option(
@@ -300,6 +308,7 @@ def predict_cmd(
         bands=parse_bands(bands),
         threshold=threshold,
         gsd=gsd,
+        pixel_size=pixel_size,
         amp=amp,
         prob_dtype=prob_dtype,
         progress=not quiet,
@@ -354,7 +363,12 @@ def _predict_one(
         if out is not None:
             from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
 
-            vopts = VectorizeOptions(threshold=result.threshold, progress=opts.progress, style=opts.style)
+            vopts = VectorizeOptions(
+                threshold=result.threshold,
+                progress=opts.progress,
+                style=opts.style,
+                pixel_size_m=opts.pixel_size,
+            )
             vec = vectorize_raster(prob_path, out, vopts)
         if preview is not None:
             from roadseg.preview import render_preview
@@ -455,6 +469,13 @@ def vectorize_cmd(
     pixel_coords: Annotated[
         bool, typer.Option(help="Allow a raster without CRS: pixel coordinates.")
     ] = False,
+    pixel_size: Annotated[
+        float | None,
+        typer.Option(
+            metavar="METRES",
+            help="A raster without a CRS: what one pixel measures, for the cleaning lengths (default 1 m).",
+        ),
+    ] = None,
     preview: Annotated[
         Path | None, typer.Option(help="PNG: the raster with the road lines drawn over it.")
     ] = None,
@@ -480,6 +501,7 @@ def vectorize_cmd(
         block_size=block_size,
         geometry=geometry,
         pixel_coords=pixel_coords,
+        pixel_size_m=pixel_size,
         progress=not quiet,
         style=style,
         speed_kph=speed_kph,

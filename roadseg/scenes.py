@@ -154,7 +154,9 @@ def run_scene(scene: Path, paths: dict[str, Path], predictor: Any, options: Any)
         )
         km = None
         if "roads" in paths:
-            vopts = VectorizeOptions(threshold=res.threshold, progress=False, style=options.style)
+            vopts = VectorizeOptions(
+                threshold=res.threshold, progress=False, style=options.style, pixel_size_m=options.pixel_size
+            )
             vec = vectorize_raster(paths["prob"], paths["roads"], vopts)
             km = None if vec.total_length_m is None else vec.total_length_m / 1000
         row.update(

@@ -400,3 +400,53 @@ def test_out_of_gpu_memory_halves_the_pass_and_retries(tmp_path, scene_path, var
     sizes = [n for n in sizes if n > 1]  # batch-1 calls: prepare_model checking its BatchNorm folding
     assert sizes[:3] == [16, 8, 4] and set(sizes[3:]) == {4}
     assert "retrying with 4 images per pass" in caplog.text
+
+
+def test_pixel_size_lets_a_scene_without_crs_run_at_the_models_scale(tmp_path):
+    """A PNG-like scene (no CRS) declared at 0.5 m runs exactly as the same pixels georeferenced
+    at 0.5 m: resampled to the model's 1 m and back onto the scene's own pixel grid."""
+    import warnings
+
+    img = road_image(200, 160)
+    utm = Affine(0.5, 0, 500000.0, 0, -0.5, 4000000.0)
+    geo = write_raster(tmp_path / "geo.tif", img, transform=utm)
+    plain = write_raster(tmp_path / "plain.tif", img, crs=None, transform=Affine.identity())
+    opts = PredictOptions(**{**OPTS.__dict__, "prob_dtype": "float32"})
+    a = predict_raster(
+        geo, checkpoint=None, prob_out=tmp_path / "a.tif", options=opts, predictor=_model(gsd=1.0)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        b = predict_raster(
+            plain,
+            checkpoint=None,
+            prob_out=tmp_path / "b.tif",
+            options=PredictOptions(**{**opts.__dict__, "pixel_size": 0.5}),
+            predictor=_model(gsd=1.0),
+        )
+        c = predict_raster(
+            plain, checkpoint=None, prob_out=tmp_path / "c.tif", options=opts, predictor=_model(gsd=1.0)
+        )
+    assert a.resampled and b.resampled and not c.resampled
+    assert b.area_km2 == pytest.approx(a.area_km2) and a.tiles == b.tiles
+    with rasterio.open(a.prob_path) as pa, rasterio.open(b.prob_path) as pb:
+        assert pb.crs is None and pb.transform == Affine.identity() and pb.shape == pa.shape
+        np.testing.assert_allclose(pb.read(1), pa.read(1), atol=1e-6)
+    with pytest.raises(InputError, match="--pixel-size is for scenes without a CRS"):
+        predict_raster(
+            geo,
+            checkpoint=None,
+            prob_out=tmp_path / "d.tif",
+            options=PredictOptions(**{**opts.__dict__, "pixel_size": 0.5}),
+            predictor=_model(gsd=1.0),
+        )
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="--pixel-size must be"):
+            predict_raster(
+                plain,
+                checkpoint=None,
+                prob_out=tmp_path / "e.tif",
+                options=PredictOptions(**{**opts.__dict__, "pixel_size": bad}),
+                predictor=_model(gsd=1.0),
+            )
+    assert not (tmp_path / "d.tif").exists() and not (tmp_path / "e.tif").exists()

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.crs
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -43,7 +45,6 @@ from roadseg.io.raster import (
     has_invalid_pixels,
     has_valid_pixels,
     open_raster,
-    pixel_size_m,
     pixel_sizes_m,
     resampled_grid,
     select_bands,
@@ -92,6 +93,9 @@ class PredictOptions:
     style: bool = True
     #: CPU threads for the model; None: every core (a cluster worker gets its share)
     threads: int | None = None
+    #: metres per pixel of a scene without a CRS (a PNG or JPEG): predict then resamples it to
+    #: the model's GSD as it would a georeferenced scene
+    pixel_size: float | None = None
 
 
 @dataclass(frozen=True)
@@ -272,17 +276,24 @@ def predict_raster(
     # GDAL's block cache defaults to 5 % of RAM and fills with scene size: bound it
     with src, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024):
         if src.crs is None:
+            hint = "" if opts.pixel_size else "; pass --pixel-size METRES so the model sees it at its scale"
             warnings.warn(
-                f"'{scene}' has no CRS: outputs are in pixel coordinates and cannot be placed on a map",
+                f"'{scene}' has no CRS: outputs are in pixel coordinates and cannot be placed on a map{hint}",
                 stacklevel=2,
+            )
+        elif opts.pixel_size is not None:
+            raise InputError(
+                f"--pixel-size is for scenes without a CRS; '{scene}' has {src.crs.to_string()[:60]}, which "
+                "gives its pixel size: drop --pixel-size (or use --gsd to choose the model's)"
             )
         bands = select_bands(src.count, opts.bands, info.in_channels, str(scene))
         if not has_valid_pixels(src):
             raise InputError(
                 f"'{scene}' has no valid pixels: every pixel is nodata (or masked); nothing to predict"
             )
-        scene_gsd = pixel_size_m(src)
-        sizes = pixel_sizes_m(src)
+        declared = None if opts.pixel_size is None else (opts.pixel_size, opts.pixel_size)
+        sizes = pixel_sizes_m(src) or declared
+        scene_gsd = None if sizes is None else (sizes[0] + sizes[1]) / 2
         target_gsd = _target_gsd(opts.gsd, info.gsd_m, sizes)
         writers = _open_writers(src, prob_out, mask_out, opts.prob_dtype, with_mask=has_invalid_pixels(src))
         try:
@@ -293,7 +304,7 @@ def predict_raster(
                 if target_gsd is None:
                     tiles = infer_scene(src, predictor, bands, final_sink, opts)
                 else:
-                    tiles = _infer_resampled(src, target_gsd, predictor, bands, final_sink, opts, outs[0])
+                    tiles = _infer_resampled(src, sizes, target_gsd, predictor, bands, final_sink, opts, outs[0])
             paths = {k: w.close() for k, w in writers.items()}
             if opts.style:
                 for key, path in paths.items():
@@ -326,6 +337,10 @@ def _check_options(opts: PredictOptions) -> None:
         raise InputError(f"--threshold must be a probability between 0 and 1, got {opts.threshold}")
     if opts.gsd not in ("auto", "native"):
         parse_gsd(opts.gsd)
+    if opts.pixel_size is not None and not (math.isfinite(opts.pixel_size) and 0 < opts.pixel_size <= 1000):
+        raise InputError(
+            f"--pixel-size must be the scene's pixel size in metres, in (0, 1000] (e.g. 0.5); got {opts.pixel_size}"
+        )
     if opts.batch_size is not None and opts.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {opts.batch_size}")
     if opts.max_pass is not None and opts.max_pass < 1:
@@ -354,7 +369,9 @@ def _target_gsd(mode: str, model_gsd: float | None, sizes: tuple[float, float] |
     if mode != "auto":
         value = parse_gsd(mode)
         if sizes is None:
-            raise InputError("--gsd METRES needs a scene with a CRS (its pixel size is unknown otherwise)")
+            raise InputError(
+                "--gsd METRES needs to know the scene's pixel size: it has no CRS, so pass --pixel-size METRES"
+            )
         _check_resampling(sizes, value, "--gsd")
         return value
     if model_gsd is None or sizes is None:
@@ -439,6 +456,7 @@ def _final_sink(
 
 def _infer_resampled(
     src: Any,
+    sizes: tuple[float, float],
     target_gsd: float,
     predictor: Predictor,
     bands: tuple[int, ...],
@@ -448,9 +466,20 @@ def _infer_resampled(
 ) -> int:
     """Infer on a grid resampled to ``target_gsd``, then warp probabilities back to the scene grid.
 
-    Both steps stream through GDAL warped VRTs, so memory stays bounded.
+    Both steps stream through GDAL warped VRTs, so memory stays bounded. A scene without a CRS
+    (its ``sizes`` declared by --pixel-size) is warped on a stand-in projected grid of that pixel
+    size: source and target share the CRS, so the warp is a pure resampling.
     """
-    width, height, transform = resampled_grid(src, target_gsd)
+    if src.crs is None:
+        crs = rasterio.crs.CRS.from_epsg(3857)  # a stand-in: only its units (metres) matter here
+        src_transform = Affine(sizes[0], 0, 0, 0, -sizes[1], 0)
+        width = max(1, round(src.width * sizes[0] / target_gsd))
+        height = max(1, round(src.height * sizes[1] / target_gsd))
+        transform = src_transform @ Affine.scale(src.width / width, src.height / height)
+        fake = {"src_crs": crs, "src_transform": src_transform}
+    else:
+        crs, src_transform, fake = src.crs, src.transform, {}
+        width, height, transform = resampled_grid(src, target_gsd)
     with tempfile.TemporaryDirectory(dir=out_hint.parent, prefix=".roadseg-") as tmp:
         stage = Path(tmp) / "model_grid.tif"
         profile = {
@@ -459,7 +488,7 @@ def _infer_resampled(
             "height": height,
             "count": 1,
             "dtype": "float32",
-            "crs": src.crs,
+            "crs": crs,
             "transform": transform,
             "tiled": True,
             "compress": "deflate",
@@ -468,11 +497,12 @@ def _infer_resampled(
         with (
             WarpedVRT(
                 src,
-                crs=src.crs,
+                crs=crs,
                 transform=transform,
                 width=width,
                 height=height,
                 resampling=Resampling.bilinear,
+                **fake,
             ) as vrt,
             rasterio.open(stage, "w", **profile) as dst,
         ):
@@ -485,8 +515,8 @@ def _infer_resampled(
             rasterio.open(stage) as staged,
             WarpedVRT(
                 staged,
-                crs=src.crs,
-                transform=src.transform,
+                crs=crs,
+                transform=src_transform,
                 width=src.width,
                 height=src.height,
                 resampling=Resampling.bilinear,

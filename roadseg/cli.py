@@ -28,6 +28,27 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 from roadseg.errors import InputError, RoadsegError
 from roadseg.io.paths import check_outputs, with_styles
 
+
+def _hide_flag_types() -> None:
+    """Recent typer prints a ``<bool>`` type beside every flag (--json, --help), which reads as
+    "takes a value" and leads to ``--json true``, refused. Flags take no value: show none."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - depends on the installed typer
+        return
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_roadseg", False):  # pragma: no cover
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) and not getattr(self, "count", False) else shown(self, ctx)
+
+    display_type_rich._roadseg = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
+
 app = typer.Typer(
     name="roadseg",
     help="Road extraction from satellite and aerial imagery: predict, vectorize, train, evaluate.",

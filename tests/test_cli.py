@@ -297,3 +297,14 @@ def test_sigterm_while_saving_a_checkpoint_leaves_no_part_file(tmp_path, monkeyp
     assert "terminated (SIGTERM)" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     assert not list(tmp_path.rglob("*.part*"))
+
+
+def test_help_shows_no_value_for_flags(capsys):
+    """Flags take no value: no ``<bool>`` beside --json, --help or --style/--no-style, which
+    led users to type ``--json true`` (refused)."""
+    for command in ("predict", "vectorize", "evaluate", "train", "export", "info", "models"):
+        assert main([command, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "--help" in text and "<bool>" not in text, command
+    assert main(["predict", "--help"]) == 0
+    assert "METRES" in capsys.readouterr().out  # --pixel-size says what it takes

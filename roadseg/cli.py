@@ -41,7 +41,11 @@ def _hide_flag_types() -> None:
         return
 
     def display_type_rich(self: Any, ctx: Any) -> str | None:
-        return None if getattr(self, "is_flag", False) and not getattr(self, "count", False) else shown(self, ctx)
+        return (
+            None
+            if getattr(self, "is_flag", False) and not getattr(self, "count", False)
+            else shown(self, ctx)
+        )
 
     display_type_rich._roadseg = True  # type: ignore[attr-defined]
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
@@ -357,6 +361,7 @@ def _predict_one(
     scene: Path, checkpoint: Path | None, single: dict[str, Path | None], opts: Any, quiet: bool
 ) -> None:
     from roadseg.inference.predict import predict_raster
+    from roadseg.io.atomic import check_output_path
 
     out, prob_out, mask_out, preview = single.values()
     if all(v is None for v in single.values()):
@@ -381,23 +386,32 @@ def _predict_one(
             scene, checkpoint=checkpoint, prob_out=prob_path, mask_out=mask_out, options=opts
         )
         vec = None
-        if out is not None:
+        if out is not None or preview is not None:
             from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
 
             vopts = VectorizeOptions(
                 threshold=result.threshold,
                 progress=opts.progress,
-                style=opts.style,
+                style=opts.style and out is not None,
                 pixel_size_m=opts.pixel_size,
+                pixel_coords=out is None,  # lines only for the picture: any grid will do
+                source_name=f"the prediction of '{scene}'",
             )
-            vec = vectorize_raster(prob_path, out, vopts)
+            with contextlib.ExitStack() as stack:
+                if out is None:  # --preview alone still draws the road lines its help promises
+                    tmp = stack.enter_context(
+                        tempfile.TemporaryDirectory(dir=check_output_path(preview).parent, prefix=".roadseg-")
+                    )
+                    vec = vectorize_raster(prob_path, Path(tmp) / "lines.gpkg", vopts)
+                else:
+                    vec = vectorize_raster(prob_path, out, vopts)
         if preview is not None:
             from roadseg.preview import render_preview
 
             lines = vec.geoms if vec else None
             render_preview(preview, scene=scene, prob=prob_path, lines=lines, bands=opts.bands)
     if not quiet:
-        _report_predict(result, vec, [prob_out, mask_out, preview])
+        _report_predict(result, vec if out is not None else None, [prob_out, mask_out, preview])
 
 
 def _predict_many(

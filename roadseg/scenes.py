@@ -155,7 +155,11 @@ def run_scene(scene: Path, paths: dict[str, Path], predictor: Any, options: Any)
         km = None
         if "roads" in paths:
             vopts = VectorizeOptions(
-                threshold=res.threshold, progress=False, style=options.style, pixel_size_m=options.pixel_size
+                threshold=res.threshold,
+                progress=False,
+                style=options.style,
+                pixel_size_m=options.pixel_size,
+                source_name=f"the prediction of '{scene}'",
             )
             vec = vectorize_raster(paths["prob"], paths["roads"], vopts)
             km = None if vec.total_length_m is None else vec.total_length_m / 1000

@@ -308,3 +308,20 @@ def test_help_shows_no_value_for_flags(capsys):
         assert "--help" in text and "<bool>" not in text, command
     assert main(["predict", "--help"]) == 0
     assert "METRES" in capsys.readouterr().out  # --pixel-size says what it takes
+
+
+def test_preview_alone_draws_the_road_lines(tmp_path, paris_crop):
+    """--preview without --out: the same picture as with --out (scene, probability and lines),
+    nothing else left behind."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    assert main(["predict", str(paris_crop), "--preview", str(a / "p.png"), "-q"]) == 0
+    assert (
+        main(["predict", str(paris_crop), "--preview", str(b / "p.png"), "--out", str(b / "r.gpkg"), "-q"])
+        == 0
+    )
+    import pyogrio
+
+    assert len(pyogrio.read_dataframe(b / "r.gpkg", layer="roads")) > 0  # there are lines to draw
+    assert (a / "p.png").read_bytes() == (b / "p.png").read_bytes()
+    assert sorted(p.name for p in a.iterdir()) == ["p.png"]

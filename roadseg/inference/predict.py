@@ -304,7 +304,9 @@ def predict_raster(
                 if target_gsd is None:
                     tiles = infer_scene(src, predictor, bands, final_sink, opts)
                 else:
-                    tiles = _infer_resampled(src, sizes, target_gsd, predictor, bands, final_sink, opts, outs[0])
+                    tiles = _infer_resampled(
+                        src, sizes, target_gsd, predictor, bands, final_sink, opts, outs[0]
+                    )
             paths = {k: w.close() for k, w in writers.items()}
             if opts.style:
                 for key, path in paths.items():

@@ -64,6 +64,8 @@ class VectorizeOptions:
     geometry: str = "line"
     pixel_coords: bool = False
     pixel_size_m: float | None = None  # for rasters without a CRS
+    #: how messages name the raster (predict's temporary probability file is named by its scene)
+    source_name: str | None = None
     workers: int = 0  # processes for the blocks; 0: one per core (up to the block count)
     progress: bool = True
     style: bool = True  # write a QGIS style sidecar (NAME.qml) beside the output
@@ -162,9 +164,10 @@ def vectorize_raster(
     if opts.block_size < 64:
         raise InputError(f"--block-size must be at least 64 pixels, got {opts.block_size}")
     start = time.perf_counter()
+    name = opts.source_name or f"'{raster}'"
     with open_raster(raster) as ds:
         crs = CRS.from_user_input(ds.crs) if ds.crs else None
-        check_placeable(out, crs, str(raster), pixel_coords=opts.pixel_coords)
+        check_placeable(out, crs, name.strip("'"), pixel_coords=opts.pixel_coords)
         gsd = pixel_size_m(ds) or opts.pixel_size_m or 1.0
         kind = road_raster_kind(ds)
         scale, is_prob = kind.scale, kind.is_probability
@@ -214,7 +217,7 @@ def vectorize_raster(
             total = sum(v for v in columns["length_m"] if v is not None) if crs else None
     if not geoms:
         what = f"probability threshold {user_threshold:g}" if is_prob else "a binary mask"
-        warnings.warn(f"no roads found in '{raster}' ({what}); writing an empty layer", stacklevel=2)
+        warnings.warn(f"no roads found in {name} ({what}); writing an empty layer", stacklevel=2)
     gtype = "Polygon" if opts.geometry == "polygon" else "LineString"
     written = write_vectors(
         out,

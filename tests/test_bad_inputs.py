@@ -541,3 +541,44 @@ def test_unwritable_output_folder_is_named_without_temporary_names(ws, tmp_path,
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "not writable" in err and str(locked) in err and ".part" not in err
     assert not list(locked.iterdir())
+
+
+def test_damaged_scene_under_resampling_is_named_as_the_users_file(ws, tmp_path, capsys):
+    """A scene whose header reads but whose pixels do not, read through predict's resampling
+    view: the message names the file and GDAL's reason, not 'WarpedVRT(...)' and 'See previous
+    exception'."""
+    import rasterio
+
+    src = tmp_path / "big.tif"
+    profile = {
+        "driver": "GTiff",
+        "width": 512,
+        "height": 512,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32633",
+        "transform": Affine(0.25, 0, 500000, 0, -0.25, 4000000),  # tiny.pt is 0.5 m: resampled
+        "tiled": True,
+        "compress": "deflate",
+    }
+    rng = np.random.default_rng(0)
+    with rasterio.open(src, "w", **profile) as dst:
+        dst.write(rng.integers(0, 255, (3, 512, 512), dtype=np.uint8))
+    data = src.read_bytes()
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(data[: int(len(data) * 0.6)])
+    rc = main(
+        [
+            "predict",
+            str(broken),
+            "--checkpoint",
+            str(ws / "tiny.pt"),
+            "--prob-out",
+            str(tmp_path / "p.tif"),
+            "-q",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert f"'{broken}' cannot be read" in err and "WarpedVRT" not in err and "previous exception" not in err
+    assert not (tmp_path / "p.tif").exists()

@@ -156,10 +156,24 @@ def read_checked(ds: Any, read: Any, *args: Any, **kwargs: Any) -> np.ndarray:
     try:
         return read(*args, **kwargs)
     except (RasterioIOError, rasterio.errors.RasterioError) as exc:
+        # a resampling view (WarpedVRT) is named after the user's file, not "WarpedVRT(...)"
+        name = getattr(getattr(ds, "src_dataset", None), "name", None) or ds.name
         raise InputError(
-            f"'{ds.name}' cannot be read ({str(exc).splitlines()[0][:160]}): the file is damaged or "
-            "truncated; copy or download it again"
+            f"'{name}' cannot be read ({_gdal_reason(exc)}): the file is damaged or truncated; copy or "
+            "download it again"
         ) from None
+
+
+def _gdal_reason(exc: BaseException) -> str:
+    """GDAL's own words: rasterio's "Read failed. See previous exception for details." points
+    at the chained error that says what failed."""
+    lines, seen = [], exc
+    while seen is not None and len(lines) < 5:
+        text = str(seen).strip()
+        lines.append(text.splitlines()[0] if text else type(seen).__name__)
+        seen = seen.__cause__ or seen.__context__
+    useful = [line for line in lines if "previous exception" not in line]
+    return (useful[0] if useful else lines[0])[:160]
 
 
 def valid_mask(ds: Any, window: Window) -> np.ndarray:

@@ -63,6 +63,8 @@ def test_plugin_predicts_renders_and_cancels_in_qgis(tmp_path):
     assert len(set(progress)) >= 5 and progress == sorted(progress) and max(progress) >= 90
     assert report["vectorize_features"] > 5
     assert report["evaluate"]["apls"] == 1.0  # the lines against themselves
+    # (those two ran from a folder holding a broken roadseg/ package) and left no file open
+    assert report["resource_warnings"] == []
     assert "cancelled" in report["cancel"] and report["left_after_cancel"] == []
     assert (
         "roadseg was not found" in report["missing_python"]

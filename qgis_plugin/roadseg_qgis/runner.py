@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -63,6 +64,7 @@ def find_python():
             capture_output=True,
             text=True,
             check=False,
+            cwd=_neutral_dir(),  # a roadseg/ folder in QGIS's working folder must not pass the probe
             **_hidden_window(),
         )
         if probe.returncode == 0:
@@ -74,6 +76,18 @@ def find_python():
         + ". Install it (pip install . in the roadseg repository) and set the Python or virtual environment to use under "
         "Settings > Options > Processing > Providers > roadseg (or the ROADSEG_PYTHON environment variable)."
     )
+
+
+def _neutral_dir():
+    """An empty folder to run roadseg in: ``python -c``/``-m`` put the working folder first on
+    sys.path, so a checkout (or any roadseg/ folder) there would shadow the installed package."""
+    global _NEUTRAL
+    if _NEUTRAL is None or not os.path.isdir(_NEUTRAL):
+        _NEUTRAL = tempfile.mkdtemp(prefix="roadseg-qgis-")
+    return _NEUTRAL
+
+
+_NEUTRAL = None
 
 
 def _hidden_window():
@@ -95,7 +109,9 @@ def run_roadseg(args, feedback, stages, outputs=()):
     cmd = [python, "-m", "roadseg", *args]
     feedback.pushCommandInfo(" ".join(cmd))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **_hidden_window())
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=_neutral_dir(), **_hidden_window()
+    )
     lines = []
     out = []
 
@@ -133,6 +149,8 @@ def run_roadseg(args, feedback, stages, outputs=()):
         time.sleep(0.05)
     for t in readers:
         t.join(timeout=5)
+    for pipe in (proc.stdout, proc.stderr):  # else a ResourceWarning per run in QGIS's log
+        pipe.close()
     _follow(lines, seen, feedback, stages)
     if cancelled:
         for path in new:

@@ -4,11 +4,13 @@ then a run cancelled part-way. Prints one JSON line of what it saw; tests/test_q
 asserts on it. Usage: python3 plugin_check.py PLUGIN_PARENT SCENE WORKDIR PNG
 """
 
+import gc
 import json
 import os
 import shutil
 import sys
 import time
+import warnings
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -25,6 +27,18 @@ from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor
 
 plugin_parent, scene, work, png = sys.argv[1:5]
+resource_warnings = []
+warnings.simplefilter("always", ResourceWarning)
+_show = warnings.showwarning
+
+
+def _record(message, category, *args, **kwargs):
+    if issubclass(category, ResourceWarning):
+        resource_warnings.append(str(message))
+    _show(message, category, *args, **kwargs)
+
+
+warnings.showwarning = _record
 # "defaults" (the README picture): the algorithm's defaults. Otherwise 0.3 m pixels and 128-px
 # tiles, so that the progress bar has many steps to follow.
 MAIN = {} if sys.argv[5:] == ["defaults"] else {"GSD": "0.3", "TILE_SIZE": 128}
@@ -115,7 +129,13 @@ except QgsProcessingException as exc:
     report["cancel"] = str(exc)
 report["left_after_cancel"] = sorted(os.listdir(work2))
 
-# Vectorize roads on the probability, then Evaluate the lines against a copy of themselves
+# Vectorize roads on the probability, then Evaluate the lines against a copy of themselves, from a
+# working folder that holds a broken roadseg/ package: the plugin must run the installed one
+shadow = os.path.join(work, "shadow")
+os.makedirs(os.path.join(shadow, "roadseg"))
+with open(os.path.join(shadow, "roadseg", "__init__.py"), "w") as f:
+    f.write("raise ImportError('a roadseg folder in the working directory')\n")
+os.chdir(shadow)
 vec = processing.run(
     "roadseg:vectorize", {"INPUT": prob, "OUTPUT": os.path.join(work, "v.gpkg")}, feedback=Recorder()
 )
@@ -125,6 +145,8 @@ scores = processing.run(
     "roadseg:evaluate", {"PRED": lines, "TRUTH": os.path.join(work, "truth.gpkg")}, feedback=Recorder()
 )
 report["evaluate"] = {k: v for k, v in scores.items() if isinstance(v, float)}
+gc.collect()
+report["resource_warnings"] = resource_warnings
 
 # a Python without roadseg: a clear message
 os.environ["ROADSEG_PYTHON"] = "/nonexistent/python"

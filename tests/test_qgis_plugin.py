@@ -76,3 +76,7 @@ def test_plugin_predicts_renders_and_cancels_in_qgis(tmp_path):
     img = np.asarray(Image.open(png).convert("RGB")).astype(int)
     red = (img[..., 0] > 150) & (img[..., 1] < 90) & (img[..., 2] < 90)
     assert img.shape == (900, 900, 3) and red.mean() > 0.005  # the probability ramp shows
+    # the lines are cold colours (violet to cyan by mean_prob) over the warm probability: they
+    # stand out even where the probability is at its reddest (they were red on red before)
+    cold = (img[..., 2] > 150) & (img[..., 0] < 120)
+    assert cold.mean() > 0.002

@@ -156,7 +156,7 @@
               <Option name="properties" type="Map">
                 <Option name="outlineColor" type="Map">
                   <Option value="true" name="active" type="bool"/>
-                  <Option value="ramp_color(create_ramp(map(0,'#ffe600',0.5,'#ff8c00',1,'#e60000')), coalesce(&quot;mean_prob&quot;, 1))" name="expression" type="QString"/>
+                  <Option value="ramp_color(create_ramp(map(0,'#b400ff',0.5,'#0096ff',1,'#00f0ff')), coalesce(&quot;mean_prob&quot;, 1))" name="expression" type="QString"/>
                   <Option value="3" name="type" type="int"/>
                 </Option>
                 <Option name="outlineWidth" type="Map">

@@ -145,9 +145,12 @@ def info_cmd(
 ) -> None:
     """Print what a model file holds (without one: the bundled model predict uses)."""
     _setup(verbose, quiet)
-    from roadseg.inference.runtime import bundled_model, read_model_info
+    from roadseg.inference.runtime import read_model_info
+    from roadseg.weights import default_onnx
 
-    checkpoint = checkpoint or bundled_model()
+    # the bundled model's ONNX twin holds the same weights (a test checks it) and reads without
+    # importing torch: 0.4 s instead of 4
+    checkpoint = checkpoint or default_onnx()
     info, parameters = read_model_info(checkpoint)
     rows = [
         ("file", str(checkpoint)),

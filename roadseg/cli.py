@@ -78,8 +78,19 @@ def _root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = False,
+    progress_mode: Annotated[
+        str,
+        typer.Option(
+            "--progress",
+            help="bar (for a terminal), json (one JSON event per line on stderr: progress, messages, "
+            "errors; for programs such as the QGIS plugin) or none. Goes before the command.",
+        ),
+    ] = "bar",
 ) -> None:
     """Road extraction from satellite and aerial imagery: predict, vectorize, train, evaluate."""
+    from roadseg import progress
+
+    progress.set_mode(progress_mode)
 
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More messages; tracebacks on errors.")]
@@ -97,10 +108,27 @@ def _need_torch(command: str, extra: str) -> None:
         )
 
 
+class _JsonLog(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        level = "warning" if record.levelno >= logging.WARNING else "info"
+        return json.dumps({"event": "message", "level": level, "message": record.getMessage()})
+
+
+def _json_mode() -> bool:
+    from roadseg import progress
+
+    return progress.mode() == "json"
+
+
 def _setup(verbose: bool, quiet: bool) -> None:
     _STATE["verbose"] = verbose
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    if _json_mode():
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(_JsonLog())
     for noisy in ("rasterio", "pyogrio", "fiona"):  # GDAL's informational chatter ("Created N records")
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
     if quiet:
@@ -112,11 +140,32 @@ def _setup(verbose: bool, quiet: bool) -> None:
 def _show_warning(
     message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
 ) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    if _json_mode():
+        from roadseg import progress
+
+        progress.emit("message", level="warning", message=str(message))
+    else:
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def _echo(text: str) -> None:
-    typer.echo(text, err=True)
+    if _json_mode():
+        from roadseg import progress
+
+        progress.emit("message", level="info", message=text)
+    else:
+        typer.echo(text, err=True)
+
+
+def _error(text: str, code: int) -> int:
+    """The one error line (or event), and the exit code."""
+    if _json_mode():
+        from roadseg import progress
+
+        progress.emit("error", message=text, exit_code=code)
+    else:
+        print(f"error: {text}", file=sys.stderr)
+    return code
 
 
 @app.command("models")
@@ -689,16 +738,19 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _interrupted() -> int:
-    if _STATE.get("terminated"):
-        print(TERMINATED, file=sys.stderr)
-        return 143
-    print(INTERRUPTED, file=sys.stderr)
-    return 130
+    text, code = (TERMINATED, 143) if _STATE.get("terminated") else (INTERRUPTED, 130)
+    if _json_mode():
+        return _error(text.removeprefix("error: "), code)
+    print(text, file=sys.stderr)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map errors to one-line messages and exit codes."""
     _STATE["terminated"] = False
+    from roadseg import progress
+
+    progress.set_mode("bar")  # until the --progress option is read
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -716,20 +768,17 @@ def main(argv: list[str] | None = None) -> int:
             if ctx is not None and ctx.info_name != "roadseg"
             else "roadseg --help"
         )
-        print(f"error: {exc.format_message()} (see {where})", file=sys.stderr)
-        return int(exc.exit_code)
+        return _error(f"{exc.format_message()} (see {where})", int(exc.exit_code))
     except (KeyboardInterrupt, typer.Abort):
         return _interrupted()
     except RoadsegError as exc:
         if _STATE["verbose"]:
             traceback.print_exc()
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return 2 if isinstance(exc, InputError) else 1
+        return _error(_one_line(exc), 2 if isinstance(exc, InputError) else 1)
     except Exception as exc:  # noqa: BLE001 - last resort: one line unless -v
         if _STATE["verbose"]:
             traceback.print_exc()
-        print(f"error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
-        return 1
+        return _error(f"{type(exc).__name__}: {exc} (run with -v for the traceback)", 1)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -325,3 +325,28 @@ def test_preview_alone_draws_the_road_lines(tmp_path, paris_crop):
     assert len(pyogrio.read_dataframe(b / "r.gpkg", layer="roads")) > 0  # there are lines to draw
     assert (a / "p.png").read_bytes() == (b / "p.png").read_bytes()
     assert sorted(p.name for p in a.iterdir()) == ["p.png"]
+
+
+def test_progress_json_is_an_event_per_line(tmp_path, paris_crop, capsys):
+    """--progress json: every stderr line is one JSON event (what the QGIS plugin reads), the
+    stages start, progress monotonically to their total and end; an error is an event too."""
+    import json
+
+    assert main(["--progress", "json", "predict", str(paris_crop), "--out", str(tmp_path / "r.gpkg")]) == 0
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.err.splitlines() if line.strip()]
+    assert events and all("event" in e for e in events)
+    for stage in ("predict", "vectorize"):
+        mine = [e for e in events if e.get("stage") == stage]
+        assert mine[0]["event"] == "start" and mine[-1]["event"] == "end"
+        done = [e["done"] for e in mine if e["event"] == "progress"]
+        assert done == sorted(done) and done[-1] == mine[0]["total"]
+    assert any(e["event"] == "message" and "road lines" in e["message"] for e in events)
+    assert (
+        main(["--progress", "json", "predict", str(tmp_path / "nope.tif"), "--out", str(tmp_path / "x.gpkg")])
+        == 2
+    )
+    (error,) = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert error["event"] == "error" and error["exit_code"] == 2 and "nope.tif" in error["message"]
+    assert main(["--progress", "fancy", "models"]) == 2
+    assert "--progress must be one of bar, json, none" in capsys.readouterr().err

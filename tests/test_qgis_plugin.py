@@ -65,6 +65,11 @@ def test_plugin_predicts_renders_and_cancels_in_qgis(tmp_path):
     assert report["evaluate"]["apls"] == 1.0  # the lines against themselves
     # (those two ran from a folder holding a broken roadseg/ package) and left no file open
     assert report["resource_warnings"] == []
+    assert (
+        report["roadseg_error"].startswith("roadseg failed (exit 2): ")
+        and "nope.gpkg" in report["roadseg_error"]
+    )
+    assert "{" not in report["roadseg_error"]  # the message, not the JSON event
     assert "cancelled" in report["cancel"] and report["left_after_cancel"] == []
     assert (
         "roadseg was not found" in report["missing_python"]

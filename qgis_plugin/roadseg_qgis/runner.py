@@ -1,11 +1,13 @@
 """Runs the installed roadseg in its own Python, with QGIS's progress bar and Cancel.
 
-QGIS's Python rarely has PyTorch, so the plugin never imports roadseg: it runs
-``PYTHON -m roadseg ...`` and follows the progress bars roadseg draws on stderr (tqdm's
-"predict:  42%|" and "vectorize:  10%|"). Cancel sends SIGTERM (terminate on Windows);
-roadseg then removes its temporary files and exits, so a cancelled run leaves no output.
+The plugin never imports roadseg (QGIS's Python is not roadseg's): it runs
+``PYTHON -m roadseg --progress json ...`` and reads the events roadseg writes on stderr, one
+JSON object per line (progress of each stage, messages, the error), so no text of a progress
+bar is ever parsed. Cancel sends SIGTERM (terminate on Windows); roadseg then removes its
+temporary files and exits, so a cancelled run leaves no output.
 """
 
+import json
 import os
 import re
 import shutil
@@ -19,7 +21,6 @@ from qgis.core import QgsProcessingException
 
 PYTHON_SETTING = "ROADSEG_PYTHON"
 ENV_VAR = "ROADSEG_PYTHON"
-_BAR = re.compile(r"(predict|vectorize):\s+(\d+)%")
 
 
 def _setting():
@@ -106,7 +107,7 @@ def run_roadseg(args, feedback, stages, outputs=()):
     """
     python = find_python()
     new = [p for p in outputs if p and not os.path.exists(p)]
-    cmd = [python, "-m", "roadseg", *args]
+    cmd = [python, "-m", "roadseg", "--progress", "json", *args]
     feedback.pushCommandInfo(" ".join(cmd))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
@@ -135,6 +136,7 @@ def run_roadseg(args, feedback, stages, outputs=()):
         t.start()
     seen = 0
     cancelled = False
+    errors = []
     while proc.poll() is None:
         if feedback.isCanceled():
             cancelled = True
@@ -145,13 +147,13 @@ def run_roadseg(args, feedback, stages, outputs=()):
                 proc.kill()
                 proc.wait()
             break
-        seen = _follow(lines, seen, feedback, stages)
+        seen = _follow(lines, seen, feedback, stages, errors)
         time.sleep(0.05)
     for t in readers:
         t.join(timeout=5)
     for pipe in (proc.stdout, proc.stderr):  # else a ResourceWarning per run in QGIS's log
         pipe.close()
-    _follow(lines, seen, feedback, stages)
+    _follow(lines, seen, feedback, stages, errors)
     if cancelled:
         for path in new:
             for leftover in (path, os.path.splitext(path)[0] + ".qml"):
@@ -159,18 +161,33 @@ def run_roadseg(args, feedback, stages, outputs=()):
                     os.remove(leftover)
         raise QgsProcessingException("cancelled: roadseg was stopped and left no output")
     if proc.returncode != 0:
-        errors = [line for line in lines if line.startswith("error")] or lines[-1:] or ["(no message)"]
-        raise QgsProcessingException(f"roadseg failed (exit {proc.returncode}): {errors[-1]}")
+        message = errors[-1] if errors else (lines[-1] if lines else "(no message)")
+        raise QgsProcessingException(f"roadseg failed (exit {proc.returncode}): {message}")
     return "".join(out)
 
 
-def _follow(lines, seen, feedback, stages):
-    """Progress from the bar lines after ``seen``; other lines go to the log."""
+def _follow(lines, seen, feedback, stages, errors):
+    """Act on the event lines after ``seen``: progress of a known stage moves the bar within
+    its share, messages go to the log, error messages are collected in ``errors``; a line that
+    is not an event (a library's own warning) goes to the log as it is."""
     for line in lines[seen:]:
-        match = _BAR.search(line)
-        if match and match.group(1) in stages:
-            start, end = stages[match.group(1)]
-            feedback.setProgress(start + (end - start) * int(match.group(2)) / 100)
-        elif not match:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict) or "event" not in event:
             feedback.pushInfo(line)
+            continue
+        kind = event["event"]
+        if kind == "progress" and event.get("stage") in stages and event.get("total"):
+            start, end = stages[event["stage"]]
+            feedback.setProgress(start + (end - start) * min(1.0, event["done"] / event["total"]))
+        elif kind == "message":
+            text = event.get("message", "")
+            if event.get("level") == "warning" and hasattr(feedback, "pushWarning"):
+                feedback.pushWarning(text)
+            else:
+                feedback.pushInfo(text)
+        elif kind == "error":
+            errors.append(event.get("message", ""))
     return len(lines)

@@ -29,8 +29,8 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
-from tqdm import tqdm
 
+from roadseg import progress
 from roadseg.errors import InputError
 from roadseg.inference.memory import plan_passes
 from roadseg.inference.runtime import Predictor, load_predictor
@@ -216,13 +216,8 @@ def infer_scene(
     stitcher = StripStitcher(grid, sink)
     start = time.perf_counter()
     tile_px = opts.tile_size**2
-    with tqdm(
-        total=len(grid),
-        unit="tile",
-        disable=not opts.progress,
-        desc="predict",
-        leave=False,
-        dynamic_ncols=True,
+    with progress.bar(
+        len(grid), "predict", unit="tile", enabled=opts.progress
     ) as bar:  # closed, and so cleared, on errors too: the error stays one line
         for batch in _background(_batches(reader, grid, plan.batch)):
             x = np.stack([t for _, _, t in batch]).astype(np.float32, copy=False)

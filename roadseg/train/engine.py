@@ -11,7 +11,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 from roadseg.errors import RoadsegError
 from roadseg.evaluate.pixel import Confusion
@@ -36,7 +35,7 @@ def train_epoch(
     run: Run,
     epoch: int,
     *,
-    bar: tqdm,
+    bar: Any,
     out_of_time: Callable[[], bool],
     checkpoint: Callable[[int, int], None],
 ) -> EpochResult:

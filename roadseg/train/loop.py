@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from roadseg.config import TrainConfig, save_config
+from roadseg.progress import bar as progress_bar
 from roadseg.train.engine import TrainingDiverged, train_epoch, validate
 from roadseg.train.run import Run, build_run, check_run_dir
 from roadseg.train.state import rng_state, save_checkpoint
@@ -66,13 +66,12 @@ def fit(
             if run.opt.param_groups[0]["lr"] < cfg.optim.min_lr:
                 log.info("lr %.2e < min_lr %.2e: stopping", run.opt.param_groups[0]["lr"], cfg.optim.min_lr)
                 break
-            with tqdm(
-                total=run.steps_per_epoch,
+            with progress_bar(
+                run.steps_per_epoch,
+                f"epoch {epoch + 1}/{cfg.epochs}",
+                unit="step",
+                enabled=progress and di.main,
                 initial=run.start_step if epoch == run.start_epoch else 0,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                disable=not (progress and di.main),
-                leave=False,
-                dynamic_ncols=True,
             ) as bar:  # closed on errors too: one-line errors
                 res = train_epoch(
                     run,

@@ -22,8 +22,8 @@ from affine import Affine
 from pyproj import CRS
 from rasterio.features import shapes
 from rasterio.windows import Window
-from tqdm import tqdm
 
+from roadseg import progress
 from roadseg.errors import InputError
 from roadseg.io.atomic import check_output_path
 from roadseg.io.kinds import road_raster_kind
@@ -188,9 +188,7 @@ def vectorize_raster(
         lines: list[np.ndarray] = []
         polygons: list[Any] = []
         with (
-            tqdm(
-                total=len(blocks), unit="block", desc="vectorize", disable=not opts.progress, leave=False
-            ) as bar,
+            progress.bar(len(blocks), "vectorize", unit="block", enabled=opts.progress) as bar,
             _block_map(work, blocks, opts.workers) as results,
         ):
             for block, (block_lines, core_mask) in zip(blocks, results, strict=True):

@@ -147,6 +147,16 @@ scores = processing.run(
 report["evaluate"] = {k: v for k, v in scores.items() if isinstance(v, float)}
 gc.collect()
 report["resource_warnings"] = resource_warnings
+# roadseg's own error reaches the user as its one line (read from the JSON error event)
+try:
+    processing.run(
+        "roadseg:evaluate",
+        {"PRED": os.path.join(work, "nope.gpkg"), "TRUTH": os.path.join(work, "truth.gpkg")},
+        feedback=Recorder(),
+    )
+    report["roadseg_error"] = "ran"
+except QgsProcessingException as exc:
+    report["roadseg_error"] = str(exc)
 
 # a Python without roadseg: a clear message
 os.environ["ROADSEG_PYTHON"] = "/nonexistent/python"

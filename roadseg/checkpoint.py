@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from roadseg.errors import CheckpointError
+from roadseg.errors import CheckpointError, InputError
 from roadseg.io.atomic import atomic_path
 from roadseg.model_info import ModelInfo, check_info, info_from_dict
 from roadseg.models import create_model
@@ -97,16 +97,17 @@ def _plain(value: Any, where: str) -> Any:
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint file as data (``weights_only=True``), with one-line errors."""
-    path = Path(path)
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "not found"
-        raise CheckpointError(
-            f"checkpoint '{path}' {what}; pass --checkpoint PATH to an existing checkpoint file"
-        )
+    from roadseg.io.paths import check_input_file
+
+    try:
+        path = check_input_file(path, "checkpoint", "a checkpoint file (pass --checkpoint PATH)")
+    except InputError as exc:
+        raise CheckpointError(str(exc)) from None
     if path.stat().st_size == 0:
         raise CheckpointError(
             f"checkpoint '{path}' is empty (0 bytes); was the download or copy interrupted?"
         )
+    _check_declared_size(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle means an unusable file
@@ -130,6 +131,33 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             "or a D-LinkNet state_dict"
         )
     return data
+
+
+#: a checkpoint's zip members are stored, not compressed (torch.save): a member that declares far
+#: more bytes than the file holds is a zip bomb, refused before anything is inflated
+MAX_INFLATION = 2.0
+INFLATION_SLACK = 64 * 2**20
+
+
+def _check_declared_size(path: Path) -> None:
+    """Refuse a zip whose declared uncompressed size is far beyond its file size, from the
+    central directory alone (a 1 MB file inflating to 1 GiB peaked at 2.7 GB before)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            declared = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load reports a damaged archive in its own words
+    size = path.stat().st_size
+    if declared > MAX_INFLATION * size + INFLATION_SLACK:
+        raise CheckpointError(
+            f"checkpoint '{path}' declares {declared / 2**20:,.0f} MiB of content in a {size / 2**20:,.1f} MiB "
+            "file (a compressed archive; torch.save stores tensors uncompressed): refused without "
+            "inflating it. Is it really a roadseg checkpoint?"
+        )
 
 
 def load_model(

@@ -97,6 +97,18 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More messages; t
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bar.")]
 
 
+def _path_arg(value: str | None, option: str) -> Path | None:
+    """A path option given as text: an empty one (an unset ``$OUTDIR``) is refused, not taken
+    as the working folder, which is what Path('') would silently mean."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise InputError(f"{option} is empty (an unset variable?); give a path, or leave {option} out")
+    if "\x00" in value:
+        raise InputError(f"{option} {value[:100]!r} holds a NUL byte; give a path")
+    return Path(value)
+
+
 def _need_torch(command: str, extra: str) -> None:
     """train and export run PyTorch; the default install predicts without it."""
     from roadseg.inference.runtime import torch_available
@@ -342,8 +354,10 @@ def predict_cmd(
     prob_dtype: Annotated[str, typer.Option(help="uint8 (0-255) or float32 (0-1).")] = "uint8",
     preview: Annotated[Path | None, typer.Option(help="PNG: scene, probability and road lines.")] = None,
     out_dir: Annotated[
-        Path | None,
-        typer.Option(help="Many scenes: <stem>.prob.tif and <stem>.roads.* here, plus manifest.csv."),
+        str | None,
+        typer.Option(
+            metavar="DIR", help="Many scenes: <stem>.prob.tif and <stem>.roads.* here, plus manifest.csv."
+        ),
     ] = None,
     vector_format: Annotated[str, typer.Option(help="With --out-dir: gpkg, geojson or none.")] = "gpkg",
     write_mask: Annotated[
@@ -356,6 +370,7 @@ def predict_cmd(
         int | None,
         typer.Option(
             min=1,
+            max=1024,
             help="CPU threads for the model (default: every core; --cluster local:N: cores/N each). "
             "Outputs are byte-identical between runs with the same threads.",
         ),
@@ -393,15 +408,16 @@ def predict_cmd(
         threads=threads,
     )
     single = {"--out": out, "--prob-out": prob_out, "--mask-out": mask_out, "--preview": preview}
-    if out_dir is not None or len(scenes) > 1:
-        if out_dir is None:
+    out_folder = _path_arg(out_dir, "--out-dir")
+    if out_folder is not None or len(scenes) > 1:
+        if out_folder is None:
             raise InputError(f"{len(scenes)} scenes need --out-dir DIR for their outputs")
         if any(v is not None for v in single.values()):
             raise InputError(
                 "with --out-dir, outputs are named after each scene: drop --out, --prob-out, --mask-out and --preview"
             )
         _predict_many(
-            scenes, out_dir, checkpoint, opts, SceneOutputs(vector_format, write_mask), cluster, quiet
+            scenes, out_folder, checkpoint, opts, SceneOutputs(vector_format, write_mask), cluster, quiet
         )
     elif cluster is not None:
         raise InputError("--cluster runs many scenes: give --out-dir DIR for their outputs")
@@ -627,16 +643,20 @@ def _mosaic(rasters: list[Path], out: Path) -> Iterator[Path]:
 
 @app.command("train")
 def train_cmd(
-    config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
-    data: Annotated[Path | None, typer.Option(help="Data folder (overrides data.root).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<arch>-<time>).")] = None,
+    config: Annotated[str | None, typer.Option(metavar="PATH", help="YAML config (see configs/).")] = None,
+    data: Annotated[str | None, typer.Option(metavar="DIR", help="Data folder (overrides data.root).")] = None,
+    out: Annotated[
+        str | None, typer.Option(metavar="DIR", help="Run folder (default runs/<arch>-<time>).")
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option(help="Total epochs (a resumed run continues up to it).")
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size per process.")] = None,
     crop_size: Annotated[int | None, typer.Option(help="Training crop side (multiple of 32).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder exactly.")] = None,
+    resume: Annotated[
+        str | None, typer.Option(metavar="DIR", help="Continue the run in this folder exactly.")
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Replace the run already in --out (its checkpoints are lost).")
     ] = False,
@@ -652,6 +672,8 @@ def train_cmd(
     """Train a road model (D-LinkNet recipe); multi-GPU with torchrun."""
     _setup(verbose, quiet)
     _need_torch("train", "roadseg[torch]")
+    config_path, data_path = _path_arg(config, "--config"), _path_arg(data, "--data")
+    out_path, resume_path = _path_arg(out, "--out"), _path_arg(resume, "--resume")
     import time as _time
 
     from roadseg.config import load_config
@@ -659,7 +681,7 @@ def train_cmd(
 
     overrides = list(set_ or [])
     for key, value in (
-        ("data.root", data),
+        ("data.root", data_path),
         ("epochs", epochs),
         ("batch_size", batch_size),
         ("data.crop_size", crop_size),
@@ -668,16 +690,19 @@ def train_cmd(
     ):
         if value is not None:
             overrides.append(f"{key}={value}")
-    if resume is not None:
-        if config is None:
-            config = resume / "config.yaml"
-        run_dir = resume
+    if resume_path is not None:
+        if config_path is None:
+            config_path = resume_path / "config.yaml"
+        run_dir = resume_path
         if max_minutes is None:  # a time limit belongs to one invocation, not to the run
             overrides.append("max_minutes=0")
-    cfg = load_config(config, overrides)
-    if resume is None:
-        run_dir = out or Path("runs") / f"{cfg.model.arch}-{_time.strftime('%Y%m%d-%H%M%S')}"
-    row = fit(cfg, run_dir, resume=resume is not None, overwrite=overwrite, progress=not quiet)
+    cfg = load_config(config_path, overrides)
+    if resume_path is None:
+        run_dir = out_path or Path("runs") / f"{cfg.model.arch}-{_time.strftime('%Y%m%d-%H%M%S')}"
+    inputs = {"--config": config_path} if config_path is not None and resume_path is None else {}
+    row = fit(
+        cfg, run_dir, resume=resume_path is not None, overwrite=overwrite, progress=not quiet, inputs=inputs
+    )
     if not quiet and row:
         _echo(f"run folder {run_dir}: last.pt, best.pt, log.csv")
 

@@ -67,8 +67,12 @@ def parse_cluster(spec: str) -> tuple[str, Any]:
             n = int(spec.removeprefix("local:"))
         except ValueError:
             n = 0
-        if n < 1:
-            raise InputError(f"--cluster local:N needs a worker count N >= 1, got '{spec}'")
+        most = 4 * (os.cpu_count() or 1)
+        if not 1 <= n <= most:
+            raise InputError(
+                f"--cluster local:N needs a worker count from 1 to {most} (4 per core here), got '{spec}'; "
+                f"each worker holds a model: local:{os.cpu_count() or 1} is one per core"
+            )
         return "local", n
     if spec.endswith(".json"):
         if not Path(spec).is_file():

@@ -30,10 +30,9 @@ def session(path: str | os.PathLike[str], threads: int = 0) -> Any:
         import onnxruntime as ort
     except ImportError:
         raise InputError(f"an .onnx model needs ONNX Runtime: {INSTALL}") from None
-    path = Path(path)
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "not found"
-        raise CheckpointError(f"model '{path}' {what}; pass --checkpoint PATH to an existing .onnx file")
+    from roadseg.io.paths import check_input_file
+
+    path = check_input_file(path, "model", "an .onnx file written by roadseg export (--checkpoint PATH)")
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = threads

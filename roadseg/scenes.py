@@ -45,12 +45,28 @@ def expand_scenes(args: list[Path]) -> list[Path]:
                 raise InputError(
                     f"scene list '{listing}' not found; @FILE names a text file of one scene path per line"
                 )
-            lines = [line.strip() for line in listing.read_text().splitlines()]
-            scenes += [
-                p if p.is_absolute() else listing.parent / p
-                for p in map(Path, lines)
-                if str(p) and not str(p).startswith("#")
-            ]
+            try:
+                text_lines = listing.read_text().splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(
+                    f"scene list '{listing}' cannot be read as text ({exc}); one path per line"
+                ) from None
+            named = []
+            for number, line in enumerate(text_lines, 1):
+                line = line.strip()
+                if not line or line.startswith("#"):  # blank lines and comments are skipped
+                    continue
+                if "\x00" in line:
+                    raise InputError(
+                        f"scene list '{listing}' line {number} holds a NUL byte; one path per line"
+                    )
+                p = Path(line)
+                named.append(p if p.is_absolute() else listing.parent / p)
+            if not named:
+                raise InputError(
+                    f"scene list '{listing}' names no scene (only blank lines or # comments); one path per line"
+                )
+            scenes += named
         elif any(c in text for c in "*?["):
             found = sorted(Path(p) for p in glob.glob(text))
             if not found:

@@ -7,6 +7,7 @@ file or option at fault, every input byte-for-byte unchanged, and no file left b
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,23 @@ def ws(tmp_path_factory) -> Path:
     (d / "run").mkdir()
     (d / "run" / "last.pt").write_bytes(b"an earlier run's checkpoint")
     (d / "run" / "log.csv").write_text("epoch\n1\n")
+    # hostile inputs, round 2
+    os.mkfifo(d / "fifo.tif")  # reading a named pipe blocks until a writer comes
+    (d / "blank.txt").write_text("\n   \n# only comments\n\n")
+    (d / "nul.txt").write_text("in/scene.tif\nin/sc\x00ene.tif\n")
+    import zipfile
+
+    with (
+        zipfile.ZipFile(d / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as zf,
+        zf.open("archive/data.pkl", "w") as f,
+    ):
+        zeros = bytes(2**20)
+        for _ in range(200):  # 200 MiB declared, about 200 kB on disk
+            f.write(zeros)
+    (d / "exp").mkdir()  # a user's experiment folder: their config, commented
+    (d / "exp" / "config.yaml").write_text("# my experiment, with notes\nmodel:\n  arch: unet\n")
+    (d / "exp2").mkdir()
+    (d / "exp2" / "last.pt").write_bytes((d / "tiny.pt").read_bytes())  # the checkpoint to start from
     return d
 
 
@@ -95,6 +113,7 @@ def _tree(root: Path) -> dict[str, str]:
 
 
 TINY = ["--checkpoint", "{ws}/tiny.pt"]
+SCENE = "{ws}/in/scene.tif"
 TRAIN = [
     "train",
     "--data",
@@ -497,6 +516,73 @@ CASES = [
     ("info-random", ["info", "{ws}/random.pt"], 2, "random.pt"),
     ("info-nan", ["info", "{ws}/nan.pt"], 2, "nan.pt"),
     ("info-scene", ["info", "{ws}/in/scene.tif"], 2, "scene.tif"),
+    # round 2: special files, empty names, lists, bombs, bounds, inputs under --overwrite
+    ("predict-fifo-scene", ["predict", "{ws}/fifo.tif", *TINY, "--prob-out", "{ws}/p.tif"], 2, "named pipe"),
+    ("predict-device-scene", ["predict", "/dev/zero", *TINY, "--prob-out", "{ws}/p.tif"], 2, "is a device"),
+    (
+        "predict-fifo-checkpoint",
+        ["predict", SCENE, "--checkpoint", "{ws}/fifo.tif", "--prob-out", "{ws}/p.tif"],
+        2,
+        "named pipe",
+    ),
+    ("predict-empty-out-dir", ["predict", SCENE, *TINY, "--out-dir", ""], 2, "--out-dir is empty"),
+    ("predict-blank-list", ["predict", "@{ws}/blank.txt", *TINY, "--out-dir", "{ws}/o"], 2, "names no scene"),
+    (
+        "predict-nul-in-list",
+        ["predict", "@{ws}/nul.txt", *TINY, "--out-dir", "{ws}/o"],
+        2,
+        "line 2 holds a NUL",
+    ),
+    ("info-zip-bomb", ["info", "{ws}/bomb.pt"], 2, "refused without inflating"),
+    (
+        "predict-zip-bomb",
+        ["predict", SCENE, "--checkpoint", "{ws}/bomb.pt", "--prob-out", "{ws}/p.tif"],
+        2,
+        "bomb.pt",
+    ),
+    (
+        "predict-cluster-too-many",
+        ["predict", SCENE, *TINY, "--out-dir", "{ws}/o", "--cluster", "local:100000"],
+        2,
+        "worker count",
+    ),
+    (
+        "predict-threads-huge",
+        ["predict", SCENE, *TINY, "--prob-out", "{ws}/p.tif", "--threads", "99999999999999999999"],
+        2,
+        "--threads",
+    ),
+    ("train-empty-out", ["train", "--data", "{ws}/dg", "--out", ""], 2, "--out is empty"),
+    (
+        "train-overwrite-own-config",
+        [
+            "train",
+            "--config",
+            "{ws}/exp/config.yaml",
+            "--data",
+            "{ws}/dg",
+            "--out",
+            "{ws}/exp",
+            "--overwrite",
+        ],
+        2,
+        "config.yaml",
+    ),
+    (
+        "train-overwrite-init-checkpoint",
+        [
+            "train",
+            "--data",
+            "{ws}/dg",
+            "--out",
+            "{ws}/exp2",
+            "--overwrite",
+            "--set",
+            "model.init_checkpoint={ws}/exp2/last.pt",
+        ],
+        2,
+        "last.pt",
+    ),
 ]
 
 
@@ -582,3 +668,19 @@ def test_damaged_scene_under_resampling_is_named_as_the_users_file(ws, tmp_path,
     assert rc == 2, err
     assert f"'{broken}' cannot be read" in err and "WarpedVRT" not in err and "previous exception" not in err
     assert not (tmp_path / "p.tif").exists()
+
+
+def test_blank_lines_and_comments_in_a_scene_list_are_skipped(ws, tmp_path, monkeypatch):
+    """A list with blank lines is not a list of the list's own folder: only its scene runs."""
+    listing = tmp_path / "scenes.txt"
+    listing.write_text(f"\n# the scenes\n{ws / 'in' / 'scene.tif'}\n   \n\n")
+    out = tmp_path / "out"
+    assert (
+        main(["predict", f"@{listing}", "--checkpoint", str(ws / "tiny.pt"), "--out-dir", str(out), "-q"])
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".qml")) == [
+        "manifest.csv",
+        "scene.prob.tif",
+        "scene.roads.gpkg",
+    ]

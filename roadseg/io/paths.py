@@ -9,6 +9,7 @@ project live here too.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,6 +36,39 @@ _FORMATS = {
     "qml": "a QGIS style",
     "onnx": "an ONNX model",
 }
+
+
+def check_input_file(path: str | os.PathLike[str], what: str, expected: str) -> Path:
+    """``path`` as a regular file to read, or one line saying what was found instead: nothing,
+    a folder, a named pipe (reading one blocks until a writer comes), a device, a socket, a name
+    with a NUL byte or an empty one. ``what`` names the input ("input raster", "checkpoint"),
+    ``expected`` what it should be ("a GeoTIFF, COG, VRT, JPEG or PNG file")."""
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise InputError(f"{what} is an empty name (an unset variable?); expected {expected}")
+    if "\x00" in str(text):
+        raise InputError(f"{what} {str(text)[:200]!r} holds a NUL byte; expected the path of {expected}")
+    p = Path(text)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"{what} '{p}' not found; check the path") from None
+    except OSError as exc:
+        raise InputError(f"{what} '{p}' cannot be read ({exc.strerror}); expected {expected}") from None
+    if stat.S_ISREG(mode):
+        return p
+    found = (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    raise InputError(f"{what} '{p}' is {found}; expected {expected}")
 
 
 def _real(path: Path) -> str:

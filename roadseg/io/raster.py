@@ -36,11 +36,9 @@ STATS_SIZE = 1024
 
 def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     """Open a raster for reading, turning every failure into one clear line."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"input raster '{path}' not found; check the path")
-    if path.is_dir():
-        raise InputError(f"input '{path}' is a folder; expected a raster file (GeoTIFF, COG, VRT, JPEG, PNG)")
+    from roadseg.io.paths import check_input_file
+
+    path = check_input_file(path, "input raster", "a raster file (GeoTIFF, COG, VRT, JPEG, PNG)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)

@@ -39,15 +39,18 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    inputs: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
     """Train per ``cfg`` into ``run_dir`` (config.yaml, log.csv, last.pt, best.pt).
 
     With ``resume``, the state in ``run_dir/last.pt`` is restored exactly and training runs
     on up to ``cfg.epochs`` in total. A folder that already holds a run is refused unless
-    ``resume`` or ``overwrite`` is given. Returns the last epoch's log row.
+    ``resume`` or ``overwrite`` is given; no run file may replace a file the run reads
+    (``inputs``, e.g. {"--config": path}, and the checkpoints its config names). Returns the last
+    epoch's log row.
     """
     run_dir = Path(run_dir)
-    check_run_dir(cfg, run_dir, resume=resume, overwrite=overwrite)
+    check_run_dir(cfg, run_dir, resume=resume, overwrite=overwrite, inputs=inputs)
     run = build_run(cfg, run_dir, resume=resume)
     cfg, di = run.cfg, run.di
     fresh = di.main and not resume and not (run_dir / "last.pt").exists()  # may be discarded on failure

@@ -127,8 +127,33 @@ class Run:
         return self.ema.model if self.ema is not None else self.model
 
 
-def check_run_dir(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse a folder holding another run (without resume/overwrite) or inside the data."""
+def check_run_dir(
+    cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    inputs: dict[str, Path] | None = None,
+) -> None:
+    """Refuse a folder holding another run (without resume/overwrite) or inside the data, and
+    any run file that would replace a file this run reads (``inputs``: the config file, and the
+    init checkpoint or encoder weights named in the config), --overwrite or not."""
+    reads = dict(inputs or {})
+    if not resume:
+        for key, value in (
+            ("model.init_checkpoint", cfg.model.init_checkpoint),
+            ("model.encoder_weights", cfg.model.encoder_weights),
+        ):
+            if value not in (None, "default", "imagenet"):
+                reads[key] = Path(str(value))
+    for name in RUN_FILES:
+        mine = os.path.normcase(os.path.realpath(run_dir / name))
+        for key, path in reads.items():
+            if mine == os.path.normcase(os.path.realpath(path)):
+                raise InputError(
+                    f"run folder '{run_dir}' would write its {name} over {key} '{path}', which this run reads; "
+                    "roadseg never replaces an input, --overwrite or not: choose another --out"
+                )
     if not resume and not overwrite:
         existing = [name for name in RUN_FILES if (run_dir / name).exists()]
         if existing:

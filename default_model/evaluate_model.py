@@ -102,6 +102,7 @@ def validation(args: argparse.Namespace) -> dict:
                     lambda t: torch.sigmoid(model(t).float()),
                     x[None].contiguous(memory_format=torch.channels_last),
                     args.tta,
+                    1,  # one view per pass: a whole 2144² image's 8 views at once took 10+ GB
                 )[0, 0]
             seconds += time.perf_counter() - t0
             pixels += x.shape[1] * x.shape[2]

@@ -84,7 +84,8 @@ def test_graphml_reads_in_plain_networkx(grid):
 
 def test_geopackage_has_osmnx_nodes_and_edges(grid):
     path = grid / "roads.gpkg"
-    assert [name for name, _ in pyogrio.list_layers(path)] == ["roads", "nodes", "edges"]
+    # and the QGIS style table (layer_styles, as QGIS writes it), which QGIS applies on load
+    assert [name for name, _ in pyogrio.list_layers(path)] == ["roads", "nodes", "edges", "layer_styles"]
     roads = gpd.read_file(path, layer="roads")
     nodes = gpd.read_file(path, layer="nodes").set_index("osmid")
     edges = gpd.read_file(path, layer="edges").set_index(["u", "v", "key"])

@@ -40,8 +40,21 @@ def test_every_output_gets_its_style(tmp_path, scene_path, varied_checkpoint):
     assert rc == 0
     assert (out / "prob.qml").read_bytes() == _template("probability_uint8")
     assert (out / "mask.qml").read_bytes() == _template("mask")
-    assert (out / "roads.qml").read_bytes() == _template("lines")
+    assert not (out / "roads.qml").exists()  # the GeoPackage holds its style (QGIS's layer_styles)
+    assert _embedded(out / "roads.gpkg") == {"roads": _template("lines"), "edges": _template("lines")}
     assert b'name="expression"' in _template("lines") and b"mean_prob" in _template("lines")
+
+
+def _embedded(gpkg):
+    import sqlite3
+
+    con = sqlite3.connect(gpkg)
+    try:
+        rows = con.execute("SELECT f_table_name, styleQML, useAsDefault FROM layer_styles").fetchall()
+    finally:
+        con.close()
+    assert all(default == 1 for _, _, default in rows)
+    return {name: qml.encode() for name, qml, _ in rows}
 
 
 def test_a_users_own_style_is_kept_and_no_style_writes_none(tmp_path, scene_path, varied_checkpoint):
@@ -56,18 +69,38 @@ def test_a_users_own_style_is_kept_and_no_style_writes_none(tmp_path, scene_path
     assert not (tmp_path / "m.qml").exists()
 
 
-def test_two_outputs_whose_styles_collide_are_refused(tmp_path, scene_path, varied_checkpoint, capsys):
+def test_same_stem_outputs_each_get_their_style(tmp_path, scene_path, varied_checkpoint, capsys):
+    """--prob-out r.tif --out r.gpkg: the raster's style is r.qml, the GeoPackage keeps its own
+    inside (it was refused before: both wanted r.qml). A GeoJSON has only the sidecar, so with a
+    same-stem raster it is still refused, in one line naming r.qml."""
+    args = ("--out", str(tmp_path / "r.gpkg"), "--prob-out", str(tmp_path / "r.tif"))
+    assert _predict(tmp_path, scene_path, varied_checkpoint, *args) == 0
+    assert (tmp_path / "r.qml").read_bytes() == _template("probability_uint8")
+    assert _embedded(tmp_path / "r.gpkg")["roads"] == _template("lines")
     rc = _predict(
         tmp_path,
         scene_path,
         varied_checkpoint,
         "--out",
-        str(tmp_path / "r.gpkg"),
+        str(tmp_path / "s.geojson"),
         "--prob-out",
-        str(tmp_path / "r.tif"),
+        str(tmp_path / "s.tif"),
     )
-    assert rc == 2 and "r.qml" in capsys.readouterr().err
-    assert not list(tmp_path.glob("r.*"))
+    assert rc == 2 and "s.qml" in capsys.readouterr().err
+    assert not list(tmp_path.glob("s.*"))
+
+
+def test_a_users_own_sidecar_beside_a_geopackage_stays_in_force(tmp_path, scene_path, varied_checkpoint):
+    mine = tmp_path / "roads.qml"
+    mine.write_text("<qgis>my lines</qgis>")
+    assert _predict(tmp_path, scene_path, varied_checkpoint, "--out", str(tmp_path / "roads.gpkg")) == 0
+    assert mine.read_text() == "<qgis>my lines</qgis>"
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "roads.gpkg")
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    con.close()
+    assert "layer_styles" not in tables  # else QGIS would load ours over the user's
 
 
 QGIS_PYTHON = shutil.which("python3", path="/usr/bin")

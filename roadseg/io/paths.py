@@ -110,14 +110,15 @@ def check_outputs(
 def with_styles(
     outputs: Mapping[str, tuple[Path | None, str]], style: bool
 ) -> dict[str, tuple[Path | None, str]]:
-    """``outputs`` plus the QGIS style sidecar (NAME.qml) of each raster and vector output."""
+    """``outputs`` plus the QGIS style sidecar (NAME.qml) of each raster and vector output
+    (a GeoPackage stores its style inside, and a GraphML has none)."""
     out = dict(outputs)
     if style:
         for name, (path, kind) in outputs.items():
             if (
                 path is not None
                 and kind in ("geotiff", "vector")
-                and path.suffix.lower() not in GRAPH_SUFFIXES
+                and path.suffix.lower() not in (*GRAPH_SUFFIXES, ".gpkg")  # a GeoPackage holds its own
             ):
                 out[f"the style of {name}"] = (path.with_suffix(".qml"), "qml")
     return out

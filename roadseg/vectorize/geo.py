@@ -109,11 +109,13 @@ def write_vectors(
     geometry_type: str,
     pixel_coords: bool = False,
     speed_kph: float | None = None,
+    style: str | None = None,
 ) -> Path:
     """Write features atomically; GeoJSON and GraphML in EPSG:4326 (RFC 7946), GPKG in ``crs``.
 
     ``speed_kph`` marks lines that form a network (``u``, ``v`` columns): GraphML needs it, and
-    a GeoPackage then gets the ``nodes`` and ``edges`` layers too.
+    a GeoPackage then gets the ``nodes`` and ``edges`` layers too. ``style`` (a kind of
+    :mod:`roadseg.io.styles`): a GeoPackage carries that QGIS style inside it.
     """
     import geopandas as gpd
 
@@ -171,4 +173,8 @@ def write_vectors(
                 append=i > 0,
                 **(options if i == 0 else {}),
             )
+        if driver == "GPKG" and style is not None:
+            from roadseg.io.styles import embed_style
+
+            embed_style(tmp, ["roads", "edges"] if style == "lines" else ["roads"], style)
     return Path(path)

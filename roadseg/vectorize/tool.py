@@ -28,7 +28,7 @@ from roadseg.errors import InputError
 from roadseg.io.atomic import check_output_path
 from roadseg.io.kinds import road_raster_kind
 from roadseg.io.raster import has_invalid_pixels, open_raster, pixel_size_m
-from roadseg.io.styles import write_style
+from roadseg.io.styles import embeds_style, sidecar, write_style
 from roadseg.vectorize import graph as G
 from roadseg.vectorize.geo import (
     areas_m2,
@@ -217,6 +217,8 @@ def vectorize_raster(
         what = f"probability threshold {user_threshold:g}" if is_prob else "a binary mask"
         warnings.warn(f"no roads found in {name} ({what}); writing an empty layer", stacklevel=2)
     gtype = "Polygon" if opts.geometry == "polygon" else "LineString"
+    kind = "lines" if opts.geometry == "line" else "polygons"
+    inside = opts.style and embeds_style(out) and not _users_own_style(out)
     written = write_vectors(
         out,
         geoms,
@@ -225,10 +227,23 @@ def vectorize_raster(
         geometry_type=gtype,
         pixel_coords=opts.pixel_coords,
         speed_kph=opts.speed_kph if opts.geometry == "line" else None,
+        style=kind if inside else None,
     )
-    if opts.style and driver_for(written) != "GraphML":  # QGIS styles no graph file
-        write_style(written, "lines" if opts.geometry == "line" else "polygons")
+    if opts.style and not embeds_style(written) and driver_for(written) != "GraphML":  # no graph style
+        write_style(written, kind)
     return VectorizeResult(written, len(geoms), n_comp, total, time.perf_counter() - start, geoms)
+
+
+def _users_own_style(out: Any) -> bool:
+    """A .qml of the user's beside a GeoPackage: QGIS would load an embedded style first, so
+    roadseg embeds none and the user's stays in force."""
+    from roadseg.io.styles import _ours
+
+    path = sidecar(out)
+    if path.is_file() and not _ours(path):
+        log.warning("kept '%s': it is not a roadseg style, so none is stored in '%s'", path, Path(out).name)
+        return True
+    return False
 
 
 def _clean_graph(lines: list[np.ndarray], gsd: float, shape: tuple[int, int], opts: VectorizeOptions) -> Any:

@@ -644,7 +644,9 @@ def _mosaic(rasters: list[Path], out: Path) -> Iterator[Path]:
 @app.command("train")
 def train_cmd(
     config: Annotated[str | None, typer.Option(metavar="PATH", help="YAML config (see configs/).")] = None,
-    data: Annotated[str | None, typer.Option(metavar="DIR", help="Data folder (overrides data.root).")] = None,
+    data: Annotated[
+        str | None, typer.Option(metavar="DIR", help="Data folder (overrides data.root).")
+    ] = None,
     out: Annotated[
         str | None, typer.Option(metavar="DIR", help="Run folder (default runs/<arch>-<time>).")
     ] = None,

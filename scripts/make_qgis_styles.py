@@ -19,6 +19,8 @@ from qgis.core import (
     QgsApplication,
     QgsColorRampShader,
     QgsFillSymbol,
+    QgsGradientColorRamp,
+    QgsGraduatedSymbolRenderer,
     QgsLineSymbol,
     QgsPalettedRasterRenderer,
     QgsProperty,
@@ -40,8 +42,9 @@ PROB_RAMP = [
     (0.5, (255, 60, 0, 170)),
     (1.0, (220, 0, 0, 235)),
 ]
-#: line colour and width follow mean_prob (QGIS expressions): confident roads are thick and red
-LINE_COLOR = "ramp_color(create_ramp(map(0,'#ffe600',0.5,'#ff8c00',1,'#e60000')), coalesce(\"mean_prob\", 1))"
+#: line colour and width follow mean_prob (QGIS expressions): cold colours, violet to cyan, so that
+#: confident roads stand out over the warm probability raster instead of vanishing red on red
+LINE_COLOR = "ramp_color(create_ramp(map(0,'#b400ff',0.5,'#0096ff',1,'#00f0ff')), coalesce(\"mean_prob\", 1))"
 LINE_WIDTH = '0.5 + 1.1 * coalesce("mean_prob", 1)'
 
 
@@ -115,6 +118,59 @@ def polygons(path: Path, out: Path) -> None:
     layer.saveNamedStyle(str(out))
 
 
+def _lines_layer(path: Path, fields: list[str], kind: int = ogr.wkbLineString) -> QgsVectorLayer:
+    drv = ogr.GetDriverByName("GPKG")
+    ds = drv.CreateDataSource(str(path))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    lyr = ds.CreateLayer("layer", srs, kind)
+    for name in fields:
+        lyr.CreateField(ogr.FieldDefn(name, ogr.OFTReal))
+    ds = None
+    return QgsVectorLayer(str(path), "layer", "ogr")
+
+
+def missing(path: Path, out: Path) -> None:
+    """conflate's missing roads: bold magenta over a dark casing, seen on any imagery."""
+    layer = _lines_layer(path, ["mean_prob", "length_m"])
+    casing = QgsSimpleLineSymbolLayer(QColor(20, 20, 20, 220), 2.2)
+    core = QgsSimpleLineSymbolLayer(QColor(255, 0, 200), 1.4)
+    for sl in (casing, core):
+        sl.setPenCapStyle(Qt.RoundCap)
+        sl.setPenJoinStyle(Qt.RoundJoin)
+    layer.setRenderer(QgsSingleSymbolRenderer(QgsLineSymbol([casing, core])))
+    layer.saveNamedStyle(str(out))
+
+
+def unsupported(path: Path, out: Path) -> None:
+    """conflate's mapped roads without support in the imagery: dashed orange, for review."""
+    layer = _lines_layer(path, ["support", "length_m"])
+    line = QgsSimpleLineSymbolLayer(QColor(255, 140, 0), 1.0)
+    line.setPenStyle(Qt.DashLine)
+    layer.setRenderer(QgsSingleSymbolRenderer(QgsLineSymbol([line])))
+    layer.saveNamedStyle(str(out))
+
+
+def completeness(path: Path, out: Path) -> None:
+    """conflate's grid: a choropleth of completeness, red (map lacks most roads) to green."""
+    layer = _lines_layer(path, ["completeness", "mapped_km", "predicted_km"], ogr.wkbPolygon)
+    ramp = QgsGradientColorRamp(QColor(215, 25, 28, 150), QColor(26, 150, 65, 150))
+    ramp.setStops([])
+    base = QgsFillSymbol.createSimple({"color": "200,200,200,150", "outline_color": "60,60,60,120", "outline_width": "0.2"})
+    renderer = QgsGraduatedSymbolRenderer("completeness")
+    renderer.setSourceSymbol(base)
+    renderer.setSourceColorRamp(ramp)
+    renderer.updateClasses(layer, QgsGraduatedSymbolRenderer.EqualInterval, 5)
+    edges = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    for i in range(5):
+        renderer.updateRangeLowerValue(i, edges[i])
+        renderer.updateRangeUpperValue(i, edges[i + 1])
+        renderer.updateRangeLabel(i, f"{edges[i]:.0%} - {edges[i + 1]:.0%}")
+    renderer.updateColorRamp(ramp)
+    layer.setRenderer(renderer)
+    layer.saveNamedStyle(str(out))
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "roadseg/styles")
     out.mkdir(parents=True, exist_ok=True)
@@ -127,6 +183,9 @@ def main() -> None:
         mask(t / "m.tif", out / "mask.qml")
         lines(t / "l.gpkg", out / "lines.qml")
         polygons(t / "a.gpkg", out / "polygons.qml")
+        missing(t / "mi.gpkg", out / "missing.qml")
+        unsupported(t / "un.gpkg", out / "unsupported.qml")
+        completeness(t / "co.gpkg", out / "completeness.qml")
     app.exitQgis()
     for f in sorted(out.glob("*.qml")):
         print(f, f.stat().st_size)

@@ -53,7 +53,12 @@ def test_plugin_predicts_renders_and_cancels_in_qgis(tmp_path):
     lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
     assert lines, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(lines[-1].removeprefix("REPORT "))
-    assert report["algorithms"] == ["roadseg:evaluate", "roadseg:predict", "roadseg:vectorize"]
+    assert report["algorithms"] == [
+        "roadseg:conflate",
+        "roadseg:evaluate",
+        "roadseg:predict",
+        "roadseg:vectorize",
+    ]
     assert report["valid"] == {"scene": True, "prob": True, "lines": True}
     assert report["features"] > 5
     # the sidecar styles were applied on load: a colour ramp, and lines graduated by mean_prob
@@ -65,6 +70,10 @@ def test_plugin_predicts_renders_and_cancels_in_qgis(tmp_path):
     assert report["evaluate"]["apls"] == 1.0  # the lines against themselves
     # (those two ran from a folder holding a broken roadseg/ package) and left no file open
     assert report["resource_warnings"] == []
+    # conflate against a complete map: nothing missing, the grid styled as a choropleth
+    conf = report["conflate"]
+    assert conf["MISSING"][:2] == [True, 0] and conf["COMPLETENESS"][0] and conf["COMPLETENESS"][1] > 0
+    assert conf["COMPLETENESS"][2] == "graduatedSymbol" and report["conflate_osm"]
     assert (
         report["roadseg_error"].startswith("roadseg failed (exit 2): ")
         and "nope.gpkg" in report["roadseg_error"]

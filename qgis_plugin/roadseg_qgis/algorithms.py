@@ -1,4 +1,5 @@
-"""Predict roads, Vectorize roads and Evaluate, as Processing algorithms that run roadseg."""
+"""Predict roads, Vectorize roads, Evaluate and Find roads missing from a map, as Processing
+algorithms that run roadseg."""
 
 import json
 import os
@@ -6,10 +7,13 @@ import os
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputVectorLayer,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -227,3 +231,63 @@ class EvaluateAlgorithm(_Base):
         if per_image:
             results[self.PER_IMAGE] = per_image
         return results
+
+
+class ConflateAlgorithm(_Base):
+    """What the map is missing: roadseg conflate, its layers loaded with their styles."""
+
+    INPUT, MAP, DISTANCE, FOLDER = "INPUT", "MAP", "DISTANCE", "FOLDER"
+    MISSING, UNSUPPORTED, COMPLETENESS, OSM = "MISSING", "UNSUPPORTED", "COMPLETENESS", "OSM"
+
+    NAME = "conflate"
+    TITLE = "Find roads missing from a map"
+    HELP = (
+        "Predicted roads (a roadseg line layer, or a scene that is predicted first) against an existing "
+        "road map (OSM .osm/.osm.pbf, GeoJSON or GeoPackage lines): the roads the map lacks (also as an "
+        ".osm file JOSM opens as a new layer), the mapped roads the imagery does not support (for "
+        "review, never for deletion) and a completeness grid. Distances in metres."
+    )
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterFile(self.INPUT, "Predicted road lines or scene"))
+        self.addParameter(QgsProcessingParameterFile(self.MAP, "Existing road map"))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.DISTANCE,
+                "Match distance (m)",
+                type=QgsProcessingParameterNumber.Double,
+                minValue=0.5,
+                defaultValue=12.0,
+            )
+        )
+        self.addParameter(QgsProcessingParameterFolderDestination(self.FOLDER, "Output folder"))
+        for key, label in (
+            (self.MISSING, "Missing roads"),
+            (self.UNSUPPORTED, "Mapped roads without support"),
+            (self.COMPLETENESS, "Completeness grid"),
+        ):
+            self.addOutput(QgsProcessingOutputVectorLayer(key, label))
+        self.addOutput(QgsProcessingOutputFile(self.OSM, "Missing roads for JOSM (.osm)"))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        folder = self.parameterAsString(parameters, self.FOLDER, context)
+        args = [
+            "conflate",
+            self.parameterAsFile(parameters, self.INPUT, context),
+            "--map",
+            self.parameterAsFile(parameters, self.MAP, context),
+            "--out-dir",
+            folder,
+            "--distance-m",
+            str(self.parameterAsDouble(parameters, self.DISTANCE, context)),
+        ]
+        names = ("missing.gpkg", "missing.osm", "unsupported.gpkg", "completeness.gpkg", "summary.json")
+        outputs = [os.path.join(folder, n) for n in names]
+        run_roadseg(args, feedback, {"predict": (0, 80), "vectorize": (80, 90)}, outputs=outputs)
+        return {
+            self.FOLDER: folder,
+            self.MISSING: outputs[0] + "|layername=missing",
+            self.UNSUPPORTED: outputs[2] + "|layername=unsupported",
+            self.COMPLETENESS: outputs[3] + "|layername=completeness",
+            self.OSM: outputs[1],
+        }

@@ -3,7 +3,7 @@
 from processing.core.ProcessingConfig import ProcessingConfig, Setting
 from qgis.core import QgsProcessingProvider
 
-from .algorithms import EvaluateAlgorithm, PredictRoadsAlgorithm, VectorizeRoadsAlgorithm
+from .algorithms import ConflateAlgorithm, EvaluateAlgorithm, PredictRoadsAlgorithm, VectorizeRoadsAlgorithm
 from .runner import PYTHON_SETTING
 
 
@@ -27,7 +27,12 @@ class RoadsegProvider(QgsProcessingProvider):
         ProcessingConfig.removeSetting(PYTHON_SETTING)
 
     def loadAlgorithms(self):
-        for alg in (PredictRoadsAlgorithm(), VectorizeRoadsAlgorithm(), EvaluateAlgorithm()):
+        for alg in (
+            PredictRoadsAlgorithm(),
+            VectorizeRoadsAlgorithm(),
+            EvaluateAlgorithm(),
+            ConflateAlgorithm(),
+        ):
             self.addAlgorithm(alg)
 
     def id(self):

@@ -19,7 +19,16 @@ from roadseg.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-KINDS = ("probability_uint8", "probability_float32", "mask", "lines", "polygons")
+KINDS = (
+    "probability_uint8",
+    "probability_float32",
+    "mask",
+    "lines",
+    "polygons",
+    "missing",
+    "unsupported",
+    "completeness",
+)
 
 
 def sidecar(path: str | os.PathLike[str]) -> Path:

@@ -145,6 +145,18 @@ scores = processing.run(
     "roadseg:evaluate", {"PRED": lines, "TRUTH": os.path.join(work, "truth.gpkg")}, feedback=Recorder()
 )
 report["evaluate"] = {k: v for k, v in scores.items() if isinstance(v, float)}
+# Find roads missing from a map: the predicted lines against themselves as the map (complete)
+conf = processing.run(
+    "roadseg:conflate",
+    {"INPUT": lines, "MAP": os.path.join(work, "truth.gpkg"), "FOLDER": os.path.join(work, "conflate")},
+    feedback=Recorder(),
+)
+report["conflate"] = {}
+for key in ("MISSING", "UNSUPPORTED", "COMPLETENESS"):
+    lay = QgsVectorLayer(conf[key], key.lower(), "ogr")
+    lay.loadDefaultStyle()
+    report["conflate"][key] = [lay.isValid(), lay.featureCount(), lay.renderer().type()]
+report["conflate_osm"] = os.path.getsize(conf["OSM"]) > 0
 gc.collect()
 report["resource_warnings"] = resource_warnings
 # roadseg's own error reaches the user as its one line (read from the JSON error event)

@@ -1,0 +1,1 @@
+"""Conflation with an existing road map (roadseg conflate)."""

@@ -15,7 +15,7 @@ from roadseg.models.dlinknet import dlinknet
 from roadseg.models.encoders import ENCODERS
 from roadseg.models.linknet import LinkNet
 from roadseg.models.unet import ResUNet, UNet
-from roadseg.models.unetpp import unetpp
+from roadseg.models.unetpp import UNetPlusPlus
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -31,7 +31,7 @@ def register(name: str, builder: Callable[..., nn.Module]) -> None:
 for _name, _spec in ENCODERS.items():
     register(f"dlinknet{_spec.suffix}", partial(dlinknet, _name))
     register(f"linknet{_spec.suffix}", partial(LinkNet, _name))
-    register(f"unetpp{_spec.suffix}", partial(unetpp, _name))
+    register(f"unetpp{_spec.suffix}", partial(UNetPlusPlus, _name))
 register("unet", UNet)
 register("resunet34", partial(ResUNet, "resnet34"))
 if set(_REGISTRY) != set(ARCHITECTURES):

@@ -98,22 +98,3 @@ class UNetPlusPlus(nn.Module):
             return [head(j) for j in range(1, self.level + 1)]
         return head(self.level)
 
-
-def unetpp(
-    encoder_name: str = "efficientnet-lite0",
-    *,
-    in_channels: int = 3,
-    classes: int = 1,
-    encoder_weights: EncoderWeights = None,
-    level: int = DEPTH,
-    deep_supervision: bool = True,
-) -> UNetPlusPlus:
-    """Build UNet++ on a registered encoder (``level`` < 4: pruned, same weights)."""
-    return UNetPlusPlus(
-        encoder_name,
-        in_channels=in_channels,
-        classes=classes,
-        encoder_weights=encoder_weights,
-        level=level,
-        deep_supervision=deep_supervision,
-    )

@@ -50,11 +50,11 @@ def main() -> None:
         if not 0 < t < 1 or args.threshold is not None:
             ap.error("--operating-point takes a probability in (0, 1) and replaces --threshold")
         shift = math.log((1 - t) / t)
-        head = [m for m in model.head.modules() if isinstance(m, nn.Conv2d)][
-            -1
-        ]  # every registry model ends in .head
+        # every registry model ends in .head, UNet++ in one head per level (.heads): all move
+        heads = [model.head] if hasattr(model, "head") else list(model.heads)
         with torch.no_grad():
-            head.bias += shift
+            for block in heads:
+                [m for m in block.modules() if isinstance(m, nn.Conv2d)][-1].bias += shift
         meta["calibration"] = {"operating_point": t, "logit_shift": shift}
         args.threshold = 0.5
     halved = 0

@@ -194,7 +194,10 @@ def load_model(
             f"checkpoint '{path}' holds NaN or infinite weights in {len(bad)} tensor(s) (first: {bad[0]}); "
             "it comes from a diverged run: use an earlier checkpoint"
         )
-    model = create_model(info.arch, **info.arch_kwargs)
+    try:
+        model = create_model(info.arch, **info.arch_kwargs)
+    except InputError as exc:  # the name came from the file: say which file
+        raise CheckpointError(f"checkpoint '{path}': {exc}") from None
     # weights may be stored in half precision (the bundled model is): compute in float32
     state = {
         k: v.float() if torch.is_tensor(v) and v.dtype in (torch.float16, torch.bfloat16) else v

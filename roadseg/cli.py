@@ -170,8 +170,16 @@ def _echo(text: str) -> None:
         typer.echo(text, err=True)
 
 
+#: longest error line printed: a value echoed from a hostile input (a YAML alias bomb's repr
+#: was 34.7 MB) is cut, the start says what and where
+MAX_ERROR = 400
+
+
 def _error(text: str, code: int) -> int:
-    """The one error line (or event), and the exit code."""
+    """The one error line (or event), capped at MAX_ERROR characters, and the exit code."""
+    text = " ".join(text.split())
+    if len(text) > MAX_ERROR:
+        text = text[: MAX_ERROR - 1] + "…"
     if _json_mode():
         from roadseg import progress
 
@@ -694,6 +702,17 @@ def train_cmd(
         if value is not None:
             overrides.append(f"{key}={value}")
     if resume_path is not None:
+        if not (resume_path / "last.pt").is_file():
+            what = (
+                "does not exist"
+                if not resume_path.exists()
+                else "is a file (give the run folder that holds it)"
+                if resume_path.is_file()
+                else "holds no run (no last.pt)"
+            )
+            raise InputError(
+                f"--resume '{resume_path}' {what}; --resume takes the --out folder of an earlier run"
+            )
         if config_path is None:
             config_path = resume_path / "config.yaml"
         run_dir = resume_path

@@ -123,6 +123,11 @@ def connect(spec: str) -> Iterator[Any]:
         client = Client(scheduler_file=value) if kind == "file" else Client(value, timeout="30s")
     except OSError as exc:
         raise InputError(f"cannot reach the Dask scheduler at '{value}': {exc}") from None
+    except (AssertionError, ValueError, KeyError, TypeError) as exc:  # not a scheduler file Dask wrote
+        raise InputError(
+            f"--cluster '{value}' is not a Dask scheduler file ({type(exc).__name__}: {str(exc)[:100]}); "
+            "start one with 'dask scheduler --scheduler-file FILE'"
+        ) from None
     with client:
         yield client
 
@@ -163,6 +168,7 @@ def predict_cluster(
     check_scene_outputs(scenes, out_dir, outputs, options.style)
     ckpt = str(Path(checkpoint or bundled_model(options.device, options.amp)).resolve())
     read_model_info(ckpt)  # a bad model fails here, once, not on every worker
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.read(out_dir / MANIFEST)
     sweep_partials(out_dir, scenes, outputs)
@@ -180,6 +186,8 @@ def predict_cluster(
         # is left to race; a remote cluster's orphaned tasks are swept by the next run's start
         if finished or parse_cluster(cluster)[0] == "local":
             sweep_partials(out_dir, scenes, outputs)
+        if created and not finished and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a scheduler that never answered leaves no empty folder behind
     return manifest
 
 

@@ -362,6 +362,13 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file '{path}' cannot be read as text ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"config file '{path}' holds a YAML {type(data).__name__}; expected a mapping of sections "
+                "(model:, data:, optim:, ...): see configs/ for examples"
+            )
     return config_from_dict(apply_overrides(data, overrides or []))
 
 

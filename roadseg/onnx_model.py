@@ -84,6 +84,11 @@ def export_onnx(
     from roadseg.checkpoint import load_model
     from roadseg.models.fuse import fold_batchnorm
 
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        raise InputError(
+            f"'{checkpoint}' is already an ONNX file; export reads a roadseg .pt or D-LinkNet .th"
+        )
+
     model, info = load_model(checkpoint)
     model = fold_batchnorm(model.float().eval())
     divisor = int(getattr(model, "size_divisor", 32))

@@ -117,8 +117,17 @@ class Manifest:
     def read(cls, path: Path) -> Manifest:
         manifest = cls(path)
         if path.is_file():
-            with open(path, newline="") as f:
-                manifest.rows = {row["scene"]: row for row in csv.DictReader(f)}
+            try:
+                with open(path, newline="") as f:
+                    reader = csv.DictReader(f)
+                    if not {"scene", "status"} <= set(reader.fieldnames or []):
+                        raise InputError(
+                            f"'{path}' is not a roadseg manifest (its columns are {reader.fieldnames}); "
+                            "choose another --out-dir, or move that file away"
+                        )
+                    manifest.rows = {row["scene"]: row for row in reader}
+            except (OSError, UnicodeDecodeError, csv.Error) as exc:
+                raise InputError(f"'{path}' cannot be read as a roadseg manifest ({exc})") from None
         return manifest
 
     def done(self, scene: Path, outputs: dict[str, Path]) -> bool:

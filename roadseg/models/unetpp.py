@@ -97,4 +97,3 @@ class UNetPlusPlus(nn.Module):
         if self.training and self.deep_supervision:
             return [head(j) for j in range(1, self.level + 1)]
         return head(self.level)
-

@@ -138,6 +138,8 @@ def check_run_dir(
     """Refuse a folder holding another run (without resume/overwrite) or inside the data, and
     any run file that would replace a file this run reads (``inputs``: the config file, and the
     init checkpoint or encoder weights named in the config), --overwrite or not."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"run folder '{run_dir}' is a file; --out takes a folder for the run")
     reads = dict(inputs or {})
     if not resume:
         for key, value in (

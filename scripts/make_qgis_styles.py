@@ -156,7 +156,9 @@ def completeness(path: Path, out: Path) -> None:
     layer = _lines_layer(path, ["completeness", "mapped_km", "predicted_km"], ogr.wkbPolygon)
     ramp = QgsGradientColorRamp(QColor(215, 25, 28, 150), QColor(26, 150, 65, 150))
     ramp.setStops([])
-    base = QgsFillSymbol.createSimple({"color": "200,200,200,150", "outline_color": "60,60,60,120", "outline_width": "0.2"})
+    base = QgsFillSymbol.createSimple(
+        {"color": "200,200,200,150", "outline_color": "60,60,60,120", "outline_width": "0.2"}
+    )
     renderer = QgsGraduatedSymbolRenderer("completeness")
     renderer.setSourceSymbol(base)
     renderer.setSourceColorRamp(ramp)

@@ -944,10 +944,14 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         return _interrupted()
     except RoadsegError as exc:
+        if _STATE["terminated"]:  # SIGTERM inside a GDAL call comes back as GDAL's read error
+            return _interrupted()
         if _STATE["verbose"]:
             traceback.print_exc()
         return _error(_one_line(exc), 2 if isinstance(exc, InputError) else 1)
     except Exception as exc:  # noqa: BLE001 - last resort: one line unless -v
+        if _STATE["terminated"]:
+            return _interrupted()
         if _STATE["verbose"]:
             traceback.print_exc()
         return _error(f"{type(exc).__name__}: {exc} (run with -v for the traceback)", 1)

@@ -350,3 +350,42 @@ def test_progress_json_is_an_event_per_line(tmp_path, paris_crop, capsys):
     assert error["event"] == "error" and error["exit_code"] == 2 and "nope.tif" in error["message"]
     assert main(["--progress", "fancy", "models"]) == 2
     assert "--progress must be one of bar, json, none" in capsys.readouterr().err
+
+
+def test_sigterm_inside_gdal_is_still_a_sigterm(tmp_path, tiny_checkpoint, monkeypatch, capsys):
+    """A SIGTERM that lands inside a GDAL read comes back as GDAL's read error (rasterio turns
+    the handler's exception into RasterioIOError, roadseg into 'cannot be read'): exit 143 and
+    the terminated line, not exit 2 and a bad-input message."""
+    from affine import Affine
+    from conftest import road_image, write_raster
+
+    from roadseg.errors import InputError
+    from roadseg.inference import predict as predict_mod
+
+    scene = write_raster(
+        tmp_path / "in.tif", road_image(64, 64), transform=Affine(0.5, 0, 500000, 0, -0.5, 4000000)
+    )
+
+    def term_inside_gdal(*args, **kwargs):
+        try:
+            _sigterm_self()
+        except KeyboardInterrupt:
+            raise InputError(
+                "'in.tif' cannot be read (Read failed.): the file is damaged or truncated"
+            ) from None
+
+    monkeypatch.setattr(predict_mod, "infer_scene", term_inside_gdal)
+    rc = main(
+        [
+            "predict",
+            str(scene),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--prob-out",
+            str(tmp_path / "p.tif"),
+            "-q",
+        ]
+    )
+    assert rc == 143
+    assert capsys.readouterr().err.strip() == "terminated (SIGTERM); no partial output was left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]

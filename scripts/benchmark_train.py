@@ -47,8 +47,9 @@ def _runner(args: argparse.Namespace, device: torch.device, cl: bool, amp: bool,
                 torch.sigmoid(model(x)).float()
             return
         with autocast(device, dtype):
-            logits = model(x)
-        loss = bce_dice_loss(logits, y)
+            out = model(x)
+        heads = out if isinstance(out, list) else [out]  # UNet++ trains every deep-supervision head
+        loss = sum(bce_dice_loss(o, y) for o in heads) / len(heads)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)

@@ -48,6 +48,7 @@ def _kill_a_writer(out, killed, stop):
         time.sleep(0.01)
 
 
+@pytest.mark.heavy  # a 2-worker Dask cluster, about 30 s
 def test_cluster_run_matches_sequential_bytes_and_survives_a_killed_worker(tmp_path, varied_checkpoint):
     src = write_tiles(tmp_path / "tiles", 6, 384, broken_bytes=4000)
     # local:2 on this machine's cores gives each worker its share of threads; oneDNN's float sums

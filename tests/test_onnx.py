@@ -48,7 +48,13 @@ def _export(ckpt, out, *args):
     return out
 
 
-@pytest.mark.parametrize("which", ["bundled", "dlinknet34", "official", "unetpp_lite0"])
+@pytest.mark.parametrize(
+    "which",
+    [
+        "bundled",
+        *(pytest.param(w, marks=pytest.mark.heavy) for w in ("dlinknet34", "official", "unetpp_lite0")),
+    ],
+)
 def test_onnx_predicts_what_pytorch_predicts(which, tmp_path, paris_crop):
     if which == "bundled":
         ckpt = default_checkpoint()
@@ -82,6 +88,7 @@ def test_onnx_predicts_what_pytorch_predicts(which, tmp_path, paris_crop):
     assert b.normalization.channel_order == "RGB"
 
 
+@pytest.mark.heavy  # an ONNX export
 def test_onnx_metadata_is_what_deepness_reads(tmp_path, capsys):
     onnx_path = _export(default_checkpoint(), tmp_path / "m.onnx")
     capsys.readouterr()
@@ -111,6 +118,7 @@ def test_onnx_metadata_is_what_deepness_reads(tmp_path, capsys):
     assert proto.opset_import[0].version == 18 and proto.ir_version == 9
 
 
+@pytest.mark.heavy  # an ONNX export
 def test_fixed_size_onnx_predicts_what_pytorch_predicts(tmp_path, paris_crop):
     """The Deepness layout (one tile size, dynamic batch) through predict: the same tiles as
     PyTorch at that size, the same probabilities; another --tile-size is refused."""
@@ -232,6 +240,7 @@ def test_an_identity_graph_with_our_metadata_is_no_road_model(tmp_path, dynamic_
         OnnxPredictor(tmp_path / "identity.onnx")
 
 
+@pytest.mark.heavy  # an ONNX export
 def test_export_says_two_lines_not_the_exporters_notes(tmp_path, capsys):
     """onnxscript/onnx_ir print ~70 graph-rewrite notes; without -v the user sees the check and
     what was written."""

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from test_styles import QGIS_PYTHON, _has_qgis
 
+pytestmark = pytest.mark.heavy  # QGIS in a subprocess: seconds of CPU
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENE = ROOT / "examples" / "paris_spacenet_img1447.tif"
 

@@ -116,6 +116,7 @@ def _has_qgis() -> bool:
 
 
 @pytest.mark.skipif(not _has_qgis(), reason="QGIS (Debian's python3-qgis) is not installed")
+@pytest.mark.heavy  # QGIS in a subprocess
 def test_qgis_applies_the_sidecars(tmp_path, scene_path, varied_checkpoint):
     assert (
         _predict(

@@ -463,6 +463,7 @@ def test_train_cli_and_resume(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.heavy  # two processes, about 20 s
 def test_ddp_two_gloo_processes(tmp_path):
     data = make_deepglobe(tmp_path / "dg", n=9)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import sys
 import tempfile
@@ -789,15 +788,11 @@ def conflate_cmd(
         raise InputError(
             f"--out-dir '{folder}' already holds {', '.join(existing)}; choose another folder or pass --overwrite"
         )
-    kinds = {"missing.gpkg": "vector", "missing.osm": None, "unsupported.gpkg": "vector"}
+    kinds = {".gpkg": "vector", ".osm": "osm", ".json": "json"}
     check_outputs(
         {"roads": roads, "--map": map_path, "--checkpoint": checkpoint},
-        {n: (folder / n, k) for n, k in kinds.items() if k is not None},
+        {n: (folder / n, kinds[Path(n).suffix]) for n in OUTPUTS},
     )
-    for name in OUTPUTS:  # an input inside DIR under an output's name
-        for label, path in (("roads", roads), ("--map", map_path)):
-            if os.path.realpath(folder / name) == os.path.realpath(path):
-                raise InputError(f"{label} '{path}' is the output {name}; choose another --out-dir")
     opts = ConflateOptions(
         match=MatchOptions(
             distance_m=distance_m, min_length_m=min_length_m, min_support=min_support, cell_m=cell_m

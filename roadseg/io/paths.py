@@ -27,6 +27,8 @@ OUTPUT_SUFFIXES = {
     "csv": (".csv",),
     "qml": (".qml",),
     "onnx": (".onnx",),
+    "osm": (".osm",),
+    "json": (".json",),
 }
 _FORMATS = {
     "geotiff": "a GeoTIFF",
@@ -35,6 +37,8 @@ _FORMATS = {
     "csv": "CSV",
     "qml": "a QGIS style",
     "onnx": "an ONNX model",
+    "osm": "OSM XML",
+    "json": "JSON",
 }
 
 

@@ -436,58 +436,21 @@ def predict_cmd(
 def _predict_one(
     scene: Path, checkpoint: Path | None, single: dict[str, Path | None], opts: Any, quiet: bool
 ) -> None:
-    from roadseg.inference.predict import predict_raster
-    from roadseg.io.atomic import check_output_path
+    from roadseg.inference.runtime import load_predictor
+    from roadseg.pipeline import SceneJob, check_job, run_scene
 
-    out, prob_out, mask_out, preview = single.values()
-    if all(v is None for v in single.values()):
-        raise InputError("nothing to write: give --out roads.geojson, --prob-out, --mask-out or --preview")
-    outputs = {
-        "--out": (out, "vector"),
-        "--prob-out": (prob_out, "geotiff"),
-        "--mask-out": (mask_out, "geotiff"),
-    }
-    check_outputs(
-        {"scene": scene, "--checkpoint": checkpoint},
-        {**with_styles(outputs, opts.style), "--preview": (preview, "png")},
+    job = SceneJob(
+        scene,
+        prob=single["--prob-out"],
+        mask=single["--mask-out"],
+        roads=single["--out"],
+        preview=single["--preview"],
     )
-    if out is not None:  # fail before inference, not after
-        from roadseg.io.raster import open_raster
-        from roadseg.vectorize.geo import check_placeable
-
-        with open_raster(scene) as ds:
-            check_placeable(out, ds.crs, str(scene))
-    with _prob_target(prob_out, out or preview) as prob_path:
-        result = predict_raster(
-            scene, checkpoint=checkpoint, prob_out=prob_path, mask_out=mask_out, options=opts
-        )
-        vec = None
-        if out is not None or preview is not None:
-            from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
-
-            vopts = VectorizeOptions(
-                threshold=result.threshold,
-                progress=opts.progress,
-                style=opts.style and out is not None,
-                pixel_size_m=opts.pixel_size,
-                pixel_coords=out is None,  # lines only for the picture: any grid will do
-                source_name=f"the prediction of '{scene}'",
-            )
-            with contextlib.ExitStack() as stack:
-                if out is None:  # --preview alone still draws the road lines its help promises
-                    tmp = stack.enter_context(
-                        tempfile.TemporaryDirectory(dir=check_output_path(preview).parent, prefix=".roadseg-")
-                    )
-                    vec = vectorize_raster(prob_path, Path(tmp) / "lines.gpkg", vopts)
-                else:
-                    vec = vectorize_raster(prob_path, out, vopts)
-        if preview is not None:
-            from roadseg.preview import render_preview
-
-            lines = vec.geoms if vec else None
-            render_preview(preview, scene=scene, prob=prob_path, lines=lines, bands=opts.bands)
+    check_job(job, checkpoint=checkpoint, style=opts.style)
+    predictor = load_predictor(checkpoint, device=opts.device, amp=opts.amp)
+    result = run_scene(job, predictor, opts)
     if not quiet:
-        _report_predict(result, vec if out is not None else None, [prob_out, mask_out, preview])
+        _report_predict(result.prediction, result.lines, [job.prob, job.mask, job.preview])
 
 
 def _predict_many(
@@ -499,17 +462,17 @@ def _predict_many(
     cluster: str | None,
     quiet: bool,
 ) -> None:
-    from roadseg.scenes import MANIFEST, expand_scenes, predict_many
+    from roadseg.scenes import MANIFEST, expand_scenes, run_batch
 
     scenes = expand_scenes(args)
-    if cluster is None:
-        manifest = predict_many(scenes, out_dir, checkpoint=checkpoint, options=opts, outputs=outputs)
-    else:
-        from roadseg.cluster import predict_cluster
+    executor = None
+    if cluster is not None:
+        from roadseg.cluster import DaskExecutor
 
-        manifest = predict_cluster(
-            scenes, out_dir, checkpoint=checkpoint, options=opts, outputs=outputs, cluster=cluster
-        )
+        executor = DaskExecutor(cluster)
+    manifest = run_batch(
+        scenes, out_dir, checkpoint=checkpoint, options=opts, outputs=outputs, executor=executor
+    )
     rows = [manifest.rows[str(scene)] for scene in scenes]
     failed = [r for r in rows if r["status"] == "failed"]
     if not quiet:
@@ -538,19 +501,6 @@ def _report_predict(result: Any, vec: Any, written: list[Path | None]) -> None:
         + (f", resampled to {result.model_gsd_m:g} m" if result.resampled else "")
         + ")"
     )
-
-
-@contextlib.contextmanager
-def _prob_target(prob_out: Path | None, out: Path | None) -> Iterator[Path | None]:
-    """The probability raster predict writes: the user's, or a temporary one for --out."""
-    if prob_out is not None or out is None:
-        yield prob_out
-        return
-    from roadseg.io.atomic import check_output_path
-
-    folder = check_output_path(out).parent
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".roadseg-") as tmp:
-        yield Path(tmp) / "prob.tif"
 
 
 @app.command("vectorize")
@@ -642,8 +592,8 @@ def _mosaic(rasters: list[Path], out: Path) -> Iterator[Path]:
     if len(rasters) == 1:
         yield rasters[0]
         return
-    from roadseg.io.atomic import check_output_path
     from roadseg.io.mosaic import write_mosaic
+    from roadseg.io.paths import check_output_path
 
     with tempfile.TemporaryDirectory(dir=check_output_path(out).parent, prefix=".roadseg-") as tmp:
         yield write_mosaic(rasters, Path(tmp) / "mosaic.vrt")
@@ -792,6 +742,7 @@ def conflate_cmd(
     check_outputs(
         {"roads": roads, "--map": map_path, "--checkpoint": checkpoint},
         {n: (folder / n, kinds[Path(n).suffix]) for n in OUTPUTS},
+        new_folders=True,
     )
     opts = ConflateOptions(
         match=MatchOptions(

@@ -2,7 +2,7 @@
 
 The engine is Dask distributed (``pip install 'roadseg[cluster]'``); why Dask and not Ray is
 in docs/scaling.md. One task per scene. Each worker process loads the model once (a
-process-wide cache) and runs whole scenes with :func:`roadseg.scenes.run_scene`, the same
+process-wide cache) and runs whole scenes with :func:`roadseg.scenes.scene_row`, the same
 code as a sequential run, so the rasters are the same bytes. The client writes the manifest
 as results come in. When a worker dies, the scheduler runs its scenes again elsewhere (up to
 ``distributed.scheduler.allowed-failures`` times); every output is written under a temporary
@@ -20,15 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from roadseg.errors import InputError
-from roadseg.scenes import (
-    MANIFEST,
-    Manifest,
-    SceneOutputs,
-    check_scene_outputs,
-    remove_outputs,
-    run_scene,
-    sweep_partials,
-)
+from roadseg.scenes import remove_outputs, scene_row
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +49,7 @@ def _scene_task(scene: str, paths: dict[str, str], checkpoint: str, options: Any
     set for local clusters; unset: every core)."""
     threads = int(os.environ.get("ROADSEG_WORKER_THREADS", "0")) or options.threads
     opts = replace(options, threads=threads)
-    return run_scene(Path(scene), {k: Path(p) for k, p in paths.items()}, _model(checkpoint, opts), opts)
+    return scene_row(Path(scene), {k: Path(p) for k, p in paths.items()}, _model(checkpoint, opts), opts)
 
 
 def parse_cluster(spec: str) -> tuple[str, Any]:
@@ -147,87 +139,55 @@ def _quiet_resource_tracker() -> Iterator[None]:
             os.environ["PYTHONWARNINGS"] = old
 
 
-def predict_cluster(
-    scenes: list[Path],
-    out_dir: Path,
-    *,
-    checkpoint: Path | None,
-    options: Any,
-    outputs: SceneOutputs,
-    cluster: str,
-    client: Any = None,
-) -> Manifest:
-    """Predict every scene into ``out_dir`` on a Dask cluster; returns the manifest.
+class DaskExecutor:
+    """A batch's scenes as Dask tasks (:func:`roadseg.scenes.run_batch` with ``executor=``).
 
     ``out_dir``, the scenes and the checkpoint must be at the same paths on every worker
     (a shared filesystem). ``client``: an already connected Dask client, for tests.
     """
-    from roadseg.inference.runtime import bundled_model, read_model_info
 
-    parse_cluster(cluster)
-    check_scene_outputs(scenes, out_dir, outputs, options.style)
-    ckpt = str(Path(checkpoint or bundled_model(options.device, options.amp)).resolve())
-    read_model_info(ckpt)  # a bad model fails here, once, not on every worker
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest.read(out_dir / MANIFEST)
-    sweep_partials(out_dir, scenes, outputs)
-    todo = [s for s in scenes if not manifest.done(s, outputs.paths(out_dir, s))]
-    opts = replace(options, progress=False)
-    finished = False
-    try:
+    def __init__(self, spec: str, client: Any = None) -> None:
+        self.spec = spec
+        self.local = parse_cluster(spec)[0] == "local"
+        self._client = client
+        self._ckpt = ""
+
+    def prepare(self, checkpoint: Path | None, options: Any) -> None:
+        from roadseg.inference.runtime import bundled_model, read_model_info
+
+        self._ckpt = str(Path(checkpoint or bundled_model(options.device, options.amp)).resolve())
+        read_model_info(self._ckpt)  # a bad model fails here, once, not on every worker
+
+    def run(self, jobs: list[tuple[Path, dict[str, Path]]], options: Any) -> Iterator[dict[str, Any]]:
         with contextlib.ExitStack() as stack:
-            if client is None:
-                client = stack.enter_context(connect(cluster))
-            _run(client, todo, out_dir, outputs, ckpt, opts, manifest)
-        finished = True
-    finally:
-        # every task has ended, or (interrupted) the local workers have been stopped: no writer
-        # is left to race; a remote cluster's orphaned tasks are swept by the next run's start
-        if finished or parse_cluster(cluster)[0] == "local":
-            sweep_partials(out_dir, scenes, outputs)
-        if created and not finished and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # a scheduler that never answered leaves no empty folder behind
-    return manifest
+            client = self._client or stack.enter_context(connect(self.spec))
+            yield from _run(client, jobs, self._ckpt, options)
 
 
 def _run(
-    client: Any,
-    todo: list[Path],
-    out_dir: Path,
-    outputs: SceneOutputs,
-    ckpt: str,
-    opts: Any,
-    manifest: Manifest,
-) -> None:
+    client: Any, jobs: list[tuple[Path, dict[str, Path]]], ckpt: str, opts: Any
+) -> Iterator[dict[str, Any]]:
     from dask.distributed import as_completed
 
     futures = {}
-    for scene in todo:
-        paths = {k: str(p.resolve()) for k, p in outputs.paths(out_dir, scene).items()}
+    for scene, paths in jobs:
+        resolved = {k: str(p.resolve()) for k, p in paths.items()}
         fut = client.submit(
-            _scene_task, str(scene.resolve()), paths, ckpt, opts, key=f"roadseg-scene-{scene}", pure=False
+            _scene_task, str(scene.resolve()), resolved, ckpt, opts, key=f"roadseg-scene-{scene}", pure=False
         )
-        futures[fut] = scene
-    for i, (fut, row) in enumerate(_results(as_completed(futures), futures, outputs, out_dir), 1):
-        manifest.record(row)
-        log.info("[%d/%d] %s: %s (%.1f s)", i, len(futures), row["scene"], row["status"], row["seconds"])
-        fut.release()
-
-
-def _results(done: Any, futures: dict[Any, Path], outputs: SceneOutputs, out_dir: Path) -> Iterator[Any]:
-    """(future, manifest row) as each finishes; a scene whose workers kept dying is a failed row."""
-    for fut in done:
-        scene = futures[fut]
+        futures[fut] = (scene, paths)
+    for fut in as_completed(futures):
+        scene, paths = futures[fut]
         try:
             row = fut.result()
             row["scene"] = str(scene)  # as the user named it, like a sequential run
         except Exception as exc:  # noqa: BLE001 - KilledWorker and kin: recorded, the run goes on
-            remove_outputs(outputs.paths(out_dir, scene))
+            remove_outputs(paths)
             row = {
                 "scene": str(scene),
                 "status": "failed",
                 "seconds": "",
                 "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}",
             }
-        yield fut, row
+        fut.release()
+        yield row

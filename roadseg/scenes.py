@@ -17,10 +17,11 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from roadseg.errors import InputError, RoadsegError
 from roadseg.io.atomic import atomic_path
@@ -150,17 +151,17 @@ def check_scene_outputs(scenes: list[Path], out_dir: Path, outputs: SceneOutputs
     kinds = {"prob": "geotiff", "mask": "geotiff", "roads": "vector"}
     for scene in scenes:
         named = {f"{k} of '{scene.name}'": (p, kinds[k]) for k, p in outputs.paths(out_dir, scene).items()}
-        check_outputs(inputs, with_styles(named, style))
+        check_outputs(inputs, with_styles(named, style), new_folders=True)
 
 
-def run_scene(scene: Path, paths: dict[str, Path], predictor: Any, options: Any) -> dict[str, Any]:
-    """Predict (and vectorize) one scene into ``paths``; its manifest row, failed or done.
+def scene_row(scene: Path, paths: dict[str, Path], predictor: Any, options: Any) -> dict[str, Any]:
+    """Run one scene of a batch (:func:`roadseg.pipeline.run_scene`) into ``paths``; its
+    manifest row, failed or done.
 
     A bad scene (corrupt, unreadable, no CRS for GeoJSON, ...) is a failed row, not an
     exception, and leaves none of its outputs behind.
     """
-    from roadseg.inference.predict import predict_raster
-    from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
+    from roadseg.pipeline import SceneJob, quiet, run_scene
 
     start = time.perf_counter()
     row: dict[str, Any] = {
@@ -168,31 +169,20 @@ def run_scene(scene: Path, paths: dict[str, Path], predictor: Any, options: Any)
         "outputs": " ".join(p.name for p in paths.values()),
         "worker": f"{socket.gethostname()}:{os.getpid()}",
     }
+    job = SceneJob(
+        scene,
+        prob=paths["prob"],
+        mask=paths.get("mask"),
+        roads=paths.get("roads"),
+        labels=tuple((k, f"{k} of '{scene.name}'") for k in ("prob", "mask", "roads", "preview")),
+    )
     try:
-        res = predict_raster(
-            scene,
-            checkpoint=None,
-            prob_out=paths["prob"],
-            mask_out=paths.get("mask"),
-            options=replace(options, progress=False),
-            predictor=predictor,
-        )
-        km = None
-        if "roads" in paths:
-            vopts = VectorizeOptions(
-                threshold=res.threshold,
-                progress=False,
-                style=options.style,
-                pixel_size_m=options.pixel_size,
-                source_name=f"the prediction of '{scene}'",
-            )
-            vec = vectorize_raster(paths["prob"], paths["roads"], vopts)
-            km = None if vec.total_length_m is None else vec.total_length_m / 1000
+        res = run_scene(job, predictor, quiet(options))
         row.update(
             status="done",
-            megapixels=round(res.megapixels, 3),
-            road_km=None if km is None else round(km, 3),
-            area_km2=None if res.area_km2 is None else round(res.area_km2, 4),
+            megapixels=round(res.prediction.megapixels, 3),
+            road_km=None if res.road_km is None else round(res.road_km, 3),
+            area_km2=None if res.prediction.area_km2 is None else round(res.prediction.area_km2, 4),
             error="",
         )
     except (RoadsegError, OSError) as exc:  # this scene is bad; the others may not be
@@ -259,36 +249,82 @@ class ReadAhead:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def predict_many(
+class Executor(Protocol):
+    """Runs a batch's scenes somewhere and yields their manifest rows as they finish."""
+
+    #: every writer runs on this machine: after an interruption no writer is left to race
+    local: bool
+
+    def prepare(self, checkpoint: Path | None, options: Any) -> None:
+        """Load or check the model once, before the output folder is touched."""
+
+    def run(self, jobs: list[tuple[Path, dict[str, Path]]], options: Any) -> Iterator[dict[str, Any]]:
+        """Rows of ``(scene, output paths)`` jobs, in the order they finish."""
+        ...
+
+
+class Sequential:
+    """Scenes one after another in this process: the model loads once, and the next scene's
+    file is read ahead while the current one runs."""
+
+    local = True
+
+    def __init__(self) -> None:
+        self._predictor: Any = None
+
+    def prepare(self, checkpoint: Path | None, options: Any) -> None:
+        from roadseg.inference.runtime import load_predictor
+
+        self._predictor = load_predictor(checkpoint, device=options.device, amp=options.amp)
+
+    def run(self, jobs: list[tuple[Path, dict[str, Path]]], options: Any) -> Iterator[dict[str, Any]]:
+        ahead = ReadAhead()
+        try:
+            for i, (scene, paths) in enumerate(jobs):
+                ahead.wait()
+                if i + 1 < len(jobs):
+                    ahead.start(jobs[i + 1][0])
+                yield scene_row(scene, paths, self._predictor, options)
+        finally:
+            ahead.close()
+
+
+def run_batch(
     scenes: list[Path],
     out_dir: Path,
     *,
     checkpoint: Path | None,
     options: Any,
     outputs: SceneOutputs,
+    executor: Executor | None = None,
 ) -> Manifest:
-    """Predict every scene into ``out_dir``; returns the manifest (failed scenes included)."""
-    from roadseg.inference.runtime import load_predictor
-
+    """Predict every scene into ``out_dir`` (sequentially, or on ``executor``: a Dask
+    cluster); returns the manifest, failed scenes included. Scenes the manifest lists as done
+    whose files exist are skipped, so a run started again resumes."""
+    executor = executor or Sequential()
     check_scene_outputs(scenes, out_dir, outputs, options.style)
+    executor.prepare(checkpoint, options)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictor = load_predictor(checkpoint, device=options.device, amp=options.amp)
     manifest = Manifest.read(out_dir / MANIFEST)
     sweep_partials(out_dir, scenes, outputs)
     todo = [s for s in scenes if not manifest.done(s, outputs.paths(out_dir, s))]
     if len(todo) < len(scenes):
         log.info("%d of %d scenes done in an earlier run: skipped", len(scenes) - len(todo), len(scenes))
-    ahead = ReadAhead()
+    finished = False
     try:
-        for i, scene in enumerate(todo):
-            ahead.wait()
-            if i + 1 < len(todo):
-                ahead.start(todo[i + 1])
-            row = run_scene(scene, outputs.paths(out_dir, scene), predictor, options)
+        jobs = [(s, outputs.paths(out_dir, s)) for s in todo]
+        for i, row in enumerate(executor.run(jobs, replace(options, progress=False)), 1):
             manifest.record(row)
-            _log_row(i + 1, len(todo), row)
+            _log_row(i, len(todo), row)
+        finished = True
     finally:
-        ahead.close()
+        # every job has ended, or (interrupted) no writer of ours runs any more: sweep; a
+        # remote cluster's orphaned tasks are swept by the next run's start
+        if finished or executor.local:
+            sweep_partials(out_dir, scenes, outputs)
+        if created and not finished and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a scheduler that never answered leaves no empty folder behind
     return manifest
 
 

@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import rasterio
@@ -349,7 +351,7 @@ def test_pass_plan_follows_free_memory(varied_checkpoint):
 
 
 def test_low_memory_shrinks_the_tile_and_still_predicts(tmp_path, scene_path, monkeypatch, caplog):
-
+    caplog.set_level(logging.INFO)  # an earlier quiet CLI test leaves the root logger at ERROR
     predictor = _model()
     monkeypatch.setattr(TorchPredictor, "free_bytes", lambda self: 1)
     opts = PredictOptions(tile_size=512, overlap=64, tta="none", progress=False, prob_dtype="float32")

@@ -112,8 +112,8 @@ def test_the_next_scene_is_read_ahead_while_the_current_one_runs(tmp_path, varie
         return {"scene": str(scene), "status": "done", "seconds": 0.2, "error": ""}
 
     monkeypatch.setattr(scenes_mod.ReadAhead, "_warm", record_warm)
-    monkeypatch.setattr(scenes_mod, "run_scene", record_run)
-    scenes_mod.predict_many(
+    monkeypatch.setattr(scenes_mod, "scene_row", record_run)
+    scenes_mod.run_batch(
         paths,
         tmp_path / "out",
         checkpoint=varied_checkpoint,

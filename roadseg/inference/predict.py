@@ -37,8 +37,8 @@ from roadseg.inference.runtime import Predictor, load_predictor
 from roadseg.inference.stitch import StripStitcher
 from roadseg.inference.tiling import TileGrid, check_tiling, plan_tiles
 from roadseg.inference.tta import views
-from roadseg.io.atomic import check_output_path
 from roadseg.io.kinds import KIND_TAG
+from roadseg.io.paths import check_output_path
 from roadseg.io.raster import (
     SceneReader,
     StripWriter,

@@ -10,39 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from roadseg.errors import InputError
-
-
-def check_output_path(path: str | os.PathLike[str]) -> Path:
-    """Return ``path`` as a Path after checking that its folder exists."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        what = "is a file, not a folder" if parent.exists() else "does not exist"
-        raise InputError(f"output folder '{parent}' {what}; create it first or choose another --out path")
-    if path.is_dir():
-        raise InputError(f"output path '{path}' is a folder; expected a file name")
-    if not os.access(parent, os.W_OK | os.X_OK) or not _can_create(parent):
-        raise InputError(f"output folder '{parent}' is not writable; choose another place for '{path.name}'")
-    return path
-
-
-_WRITABLE: set[str] = set()
-
-
-def _can_create(folder: Path) -> bool:
-    """Whether a file can really be created in ``folder`` (root passes os.access in /proc and
-    /sys, where creating fails: found before the work, not after it). Checked once per folder."""
-    key = os.path.realpath(folder)
-    if key in _WRITABLE:
-        return True
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".roadseg-probe-", dir=folder)
-    except OSError:
-        return False
-    os.close(fd)
-    os.unlink(probe)
-    _WRITABLE.add(key)
-    return True
+from roadseg.io.paths import check_output_path
 
 
 @contextlib.contextmanager

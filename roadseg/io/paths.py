@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -82,12 +83,17 @@ def _real(path: Path) -> str:
 def check_outputs(
     inputs: Mapping[str, Path | None],
     outputs: Mapping[str, tuple[Path | None, str]],
+    *,
+    new_folders: bool = False,
 ) -> None:
-    """Refuse outputs that would replace an input or each other, or that have the wrong suffix.
+    """Refuse outputs that would replace an input or each other, that have the wrong suffix,
+    or that cannot be written (a missing or read-only folder, a folder named as a file).
 
     Args:
         inputs: option or argument name -> path read by the command (files or folders).
         outputs: option name -> (path, kind), kind a key of ``OUTPUT_SUFFIXES``.
+        new_folders: the command creates the outputs' folder (``--out-dir``): a missing one is
+            fine where it can be created.
     """
     seen: dict[str, str] = {}
     real_inputs = {name: _real(p) for name, p in inputs.items() if p is not None}
@@ -109,6 +115,22 @@ def check_outputs(
         if real in seen:
             raise InputError(f"{seen[real]} and {name} both name '{path}'; give each output its own file")
         seen[real] = name
+        if new_folders and not path.parent.exists():
+            check_creatable(path.parent)
+        else:
+            check_output_path(path)
+
+
+def check_creatable(folder: Path) -> None:
+    """Refuse a folder that cannot be created: its nearest existing parent is a file or not
+    writable (found before the work, not when the first output is written)."""
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot create folder '{folder}': '{parent}' is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or not _can_create(parent):
+        raise InputError(f"cannot create folder '{folder}': '{parent}' is not writable; choose another place")
 
 
 def with_styles(
@@ -126,6 +148,39 @@ def with_styles(
             ):
                 out[f"the style of {name}"] = (path.with_suffix(".qml"), "qml")
     return out
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """Return ``path`` as a Path after checking that its folder exists."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        what = "is a file, not a folder" if parent.exists() else "does not exist"
+        raise InputError(f"output folder '{parent}' {what}; create it first or choose another --out path")
+    if path.is_dir():
+        raise InputError(f"output path '{path}' is a folder; expected a file name")
+    if not os.access(parent, os.W_OK | os.X_OK) or not _can_create(parent):
+        raise InputError(f"output folder '{parent}' is not writable; choose another place for '{path.name}'")
+    return path
+
+
+_WRITABLE: set[str] = set()
+
+
+def _can_create(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder`` (root passes os.access in /proc and
+    /sys, where creating fails: found before the work, not after it). Checked once per folder."""
+    key = os.path.realpath(folder)
+    if key in _WRITABLE:
+        return True
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".roadseg-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    _WRITABLE.add(key)
+    return True
 
 
 def check_run_folder(run_dir: Path, data_roots: list[Path]) -> None:

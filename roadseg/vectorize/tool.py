@@ -25,8 +25,8 @@ from rasterio.windows import Window
 
 from roadseg import progress
 from roadseg.errors import InputError
-from roadseg.io.atomic import check_output_path
 from roadseg.io.kinds import road_raster_kind
+from roadseg.io.paths import check_output_path
 from roadseg.io.raster import has_invalid_pixels, open_raster, pixel_size_m
 from roadseg.io.styles import embeds_style, sidecar, write_style
 from roadseg.vectorize import graph as G

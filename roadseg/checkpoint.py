@@ -21,7 +21,7 @@ from torch import nn
 from roadseg.errors import CheckpointError, InputError
 from roadseg.io.atomic import atomic_path
 from roadseg.model_info import ModelInfo, check_info, info_from_dict
-from roadseg.models import create_model
+from roadseg.models import RoadModel, create_model
 from roadseg.normalization import IMAGENET, OFFICIAL_DLINKNET, Normalization
 
 __all__ = ["ModelInfo", "load_model", "read_checkpoint", "save_model"]
@@ -49,7 +49,7 @@ def save_model(
     keys (a training run's optimizer state, for instance) that :func:`load_model` ignores.
     """
     module = model.module if hasattr(model, "module") else model  # DDP / DataParallel
-    built = getattr(module, "architecture", None)
+    built = module.architecture if isinstance(module, RoadModel) else None
     arch = arch or (built.name if built is not None else None)
     if arch is None:
         raise CheckpointError("save_model needs arch=...: the model was not built by roadseg.create_model")
@@ -162,7 +162,7 @@ def _check_declared_size(path: Path) -> None:
 
 def load_model(
     path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
-) -> tuple[nn.Module, ModelInfo]:
+) -> tuple[RoadModel, ModelInfo]:
     """Load a roadseg checkpoint or an official D-LinkNet ``.th`` file.
 
     Returns:
@@ -210,7 +210,7 @@ def load_model(
         raise CheckpointError(
             f"checkpoint '{path}' does not fit architecture {info.arch}: {' '.join(first[:2])[:300]}"
         ) from None
-    info = replace(info, size_divisor=int(getattr(model, "size_divisor", 32)))
+    info = replace(info, size_divisor=model.size_divisor)
     return model.to(map_location).eval(), info
 
 

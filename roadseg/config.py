@@ -373,5 +373,8 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> None:
-    """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    """Write the resolved config as YAML (atomically: a killed run leaves the old one or none)."""
+    from roadseg.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -91,7 +91,7 @@ def export_onnx(
 
     model, info = load_model(checkpoint)
     model = fold_batchnorm(model.float().eval())
-    divisor = int(getattr(model, "size_divisor", 32))
+    divisor = model.size_divisor
     check_export_tiling(tile_size, overlap, divisor)
     norm = info.normalization
     c = info.in_channels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,14 @@ def paris_crop(tmp_path_factory):
         with rasterio.open(out, "w", **profile) as dst:
             dst.write(src.read(window=rasterio.windows.Window(0, 0, 320, 320)))
     return out
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """A CLI call sets the root logger's level (ERROR with -q) and handlers for the process;
+    put them back so a later test's caplog sees the records it asserts on."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers

@@ -349,7 +349,7 @@ def test_progress_json_is_an_event_per_line(tmp_path, paris_crop, capsys):
     (error,) = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert error["event"] == "error" and error["exit_code"] == 2 and "nope.tif" in error["message"]
     assert main(["--progress", "fancy", "models"]) == 2
-    assert "--progress must be one of bar, json, none" in capsys.readouterr().err
+    assert "'fancy' is not one of 'bar', 'json', 'none'" in capsys.readouterr().err
 
 
 def test_sigterm_inside_gdal_is_still_a_sigterm(tmp_path, tiny_checkpoint, monkeypatch, capsys):

@@ -6,7 +6,6 @@ import rasterio
 import torch
 from affine import Affine
 from conftest import road_image, write_raster
-from torch import nn
 
 import roadseg
 from roadseg.checkpoint import ModelInfo
@@ -15,12 +14,13 @@ from roadseg.inference import predict as predict_mod
 from roadseg.inference.predict import PredictOptions, predict_raster
 from roadseg.inference.torch_runtime import TorchPredictor
 from roadseg.io.raster import pixel_sizes_m
+from roadseg.models import RoadModel
 from roadseg.normalization import Normalization
 
 OPTS = PredictOptions(tile_size=64, overlap=32, batch_size=3, tta="flip", progress=False)
 
 
-class _Brightness(nn.Module):
+class _Brightness(RoadModel):
     """Logit = a * (mean channel - 0.5): bright pixels are 'road'. Receptive field 1."""
 
     size_divisor = 1
@@ -371,7 +371,7 @@ def test_out_of_gpu_memory_halves_the_pass_and_retries(tmp_path, scene_path, var
     model, info = roadseg.load_model(varied_checkpoint)
     sizes = []
 
-    class Tight(torch.nn.Module):
+    class Tight(RoadModel):
         size_divisor = 2
 
         def forward(self, x):

@@ -10,6 +10,7 @@ from roadseg.inference.stitch import StripStitcher
 from roadseg.inference.tiling import blend_weights, check_tiling, plan_tiles, ramp
 from roadseg.inference.tta import predict_tta, views
 from roadseg.io.raster import reflect_index
+from roadseg.models import RoadModel
 
 
 @given(
@@ -55,7 +56,7 @@ def test_reflect_index_matches_numpy_pad():
     assert reflect_index(np.array([-3, 0, 5]), 1).tolist() == [0, 0, 0]
 
 
-class _LocalNet(nn.Module):
+class _LocalNet(RoadModel):
     """Receptive-field radius 2 (two 3x3 convs), no padding effects inside the margin."""
 
     size_divisor = 1

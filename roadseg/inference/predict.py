@@ -294,7 +294,7 @@ def predict_raster(
         try:
             start = time.perf_counter()
             with contextlib.ExitStack() as stack:  # the reader owns src: masks read through their own handle
-                mask_ds = stack.enter_context(rasterio.open(src.name)) if has_invalid_pixels(src) else None
+                mask_ds = stack.enter_context(open_raster(src.name)) if has_invalid_pixels(src) else None
                 final_sink = _final_sink(src, writers, threshold, opts.prob_dtype, mask_ds)
                 if target_gsd is None:
                     tiles = infer_scene(src, predictor, bands, final_sink, opts)
@@ -509,7 +509,7 @@ def _infer_resampled(
 
             tiles = infer_scene(vrt, predictor, bands, stage_sink, opts)
         with (
-            rasterio.open(stage) as staged,
+            open_raster(stage) as staged,
             WarpedVRT(
                 staged,
                 crs=crs,

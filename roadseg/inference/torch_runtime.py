@@ -19,6 +19,7 @@ from torch import nn
 from roadseg.devices import amp_dtype, autocast, channels_last, resolve_device
 from roadseg.inference.tta import predict_tta, views
 from roadseg.model_info import ModelInfo
+from roadseg.models.base import RoadModel
 from roadseg.models.fuse import fold_batchnorm
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,11 @@ class TorchPredictor:
 
     fixed_size: int | None = None
 
-    def __init__(self, model: nn.Module, info: ModelInfo, *, device: str = "auto", amp: bool | None = None):
+    def __init__(self, model: RoadModel, info: ModelInfo, *, device: str = "auto", amp: bool | None = None):
         self.device = resolve_device(device)
         self.device_type = self.device.type
-        # the network's own input multiple (1 for a pixel-wise test model, 32 for roadseg's)
-        self.info = replace(info, size_divisor=int(getattr(model, "size_divisor", info.size_divisor)))
+        # the network's own input multiple (32 for roadseg's encoders, 2**depth for the U-Net)
+        self.info = replace(info, size_divisor=model.size_divisor)
         self.model = prepare_model(model, self.device)
         self.dtype = amp_dtype(self.device, self.device.type == "cuda" if amp is None else amp)
         self._per_pixel: int | None = None

@@ -20,10 +20,12 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".vrt")
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp")
 #: road networks as graphs (osmnx's GraphML); written by vectorize and predict, never read
 GRAPH_SUFFIXES = (".graphml",)
+#: road lines written, by suffix: the OGR driver (GraphML is roadseg's own writer)
+VECTOR_DRIVERS = {".geojson": "GeoJSON", ".gpkg": "GPKG", ".graphml": "GraphML"}
 #: the suffixes each kind of output may have (its writer picks the format by it)
 OUTPUT_SUFFIXES = {
     "geotiff": (".tif", ".tiff"),
-    "vector": (".geojson", ".gpkg", ".graphml"),
+    "vector": tuple(VECTOR_DRIVERS),
     "png": (".png",),
     "csv": (".csv",),
     "qml": (".qml",),

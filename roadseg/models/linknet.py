@@ -9,11 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from roadseg.models.base import RoadModel
 from roadseg.models.blocks import LinkNetDecoderBlock, check_input_size, conv_bn_relu
 from roadseg.models.encoders import EncoderWeights, build_encoder, encoder_spec
 
 
-class LinkNet(nn.Module):
+class LinkNet(RoadModel):
     """Encoder -> optional center -> LinkNet decoder (additive skips) -> head.
 
     Returns logits at full input resolution.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -11,16 +10,17 @@ from torch import nn
 
 from roadseg.catalog import ARCHITECTURES
 from roadseg.errors import InputError
+from roadseg.models.base import Architecture, RoadModel
 from roadseg.models.dlinknet import dlinknet
 from roadseg.models.encoders import ENCODERS
 from roadseg.models.linknet import LinkNet
 from roadseg.models.unet import ResUNet, UNet
 from roadseg.models.unetpp import UNetPlusPlus
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_REGISTRY: dict[str, Callable[..., RoadModel]] = {}
 
 
-def register(name: str, builder: Callable[..., nn.Module]) -> None:
+def register(name: str, builder: Callable[..., RoadModel]) -> None:
     """Add a builder for an architecture of the catalogue (roadseg/catalog.py, where its
     description lives); anything else, or a second registration, is a programming error."""
     if name in _REGISTRY or name not in ARCHITECTURES:
@@ -50,16 +50,7 @@ def describe_model(name: str) -> str:
     return ARCHITECTURES[name][0]
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """What a checkpoint records to rebuild a model: its registry name and keyword arguments
-    (``encoder_weights`` left out: the checkpoint holds every weight)."""
-
-    name: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, **kwargs: Any) -> RoadModel:
     """Build a registered model; it returns logits.
 
     Args:

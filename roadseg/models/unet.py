@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from roadseg.errors import InputError
+from roadseg.models.base import RoadModel
 from roadseg.models.blocks import check_input_size, conv_bn_relu
 from roadseg.models.encoders import EncoderWeights, build_encoder
 
@@ -18,7 +19,7 @@ def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(conv_bn_relu(in_channels, out_channels), conv_bn_relu(out_channels, out_channels))
 
 
-class UNet(nn.Module):
+class UNet(RoadModel):
     """Classic U-Net: padded double convs with BatchNorm, max-pool down, transposed-conv up,
     concatenation skips. Returns logits.
 
@@ -66,7 +67,7 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-class ResUNet(nn.Module):
+class ResUNet(RoadModel):
     """ResNet encoder with a U-Net decoder: nearest x2 upsampling, concatenation, double conv."""
 
     size_divisor = 32

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from roadseg.models.base import RoadModel
 from roadseg.models.blocks import check_input_size, conv_bn_relu
 from roadseg.models.encoders import EncoderWeights, build_encoder
 
@@ -35,7 +36,7 @@ def _node(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-class UNetPlusPlus(nn.Module):
+class UNetPlusPlus(RoadModel):
     """Encoder -> nested decoder -> stride-2 heads (bilinear x2 to full resolution).
 
     In training mode with ``deep_supervision`` the forward returns the logits of every head

@@ -188,23 +188,34 @@ def _format_row(row: dict[str, Any]) -> str:
 
 
 class _CsvLog:
+    """log.csv, one row per epoch, rewritten whole and atomically after each: a run killed
+    mid-write leaves the previous rows intact, never a torn line."""
+
     def __init__(self, path: Path, enabled: bool, append: bool) -> None:
-        self.file = None
+        self.path = path
+        self.enabled = enabled
+        self.rows: list[dict[str, Any]] = []
+        if enabled and append and path.exists():
+            with open(path, newline="") as f:
+                self.rows = list(csv.DictReader(f))
         if enabled:
-            new = not (append and path.exists())
-            self.file = open(path, "a" if not new else "w", newline="")  # noqa: SIM115
-            self.writer = csv.DictWriter(self.file, fieldnames=LOG_FIELDS)
-            if new:
-                self.writer.writeheader()
+            self._flush()
 
     def write(self, row: dict[str, Any]) -> None:
-        if self.file is not None:
-            self.writer.writerow(row)
-            self.file.flush()
+        if self.enabled:
+            self.rows.append(row)
+            self._flush()
+
+    def _flush(self) -> None:
+        from roadseg.io.atomic import atomic_path
+
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.rows)
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+        pass
 
 
 def _discard_run(run_dir: Path, created: bool) -> None:

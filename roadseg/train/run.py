@@ -198,7 +198,7 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool) -> Run:
     model = create_model(cfg.model.arch, **kwargs)
     norm = _normalization(cfg, model)
     train_ds, val_ds = build_datasets(cfg.data, norm, cfg.seed)
-    divisor = int(getattr(model, "size_divisor", 32))
+    divisor = model.size_divisor
     if cfg.data.crop_size % divisor:
         raise InputError(f"data.crop_size {cfg.data.crop_size} must be a multiple of {divisor}")
     if val_ds is not None:

@@ -22,8 +22,8 @@ from pyproj import CRS, Geod, Transformer
 
 from roadseg.errors import InputError
 from roadseg.io.atomic import atomic_path
+from roadseg.io.paths import VECTOR_DRIVERS
 
-DRIVERS = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".graphml": "GraphML"}
 #: GeoPackage version written: 1.2 opens in QGIS 3.22 (GDAL 3.6) without a warning, 1.4 does not
 GPKG_VERSION = "1.2"
 
@@ -31,9 +31,9 @@ GPKG_VERSION = "1.2"
 def driver_for(path: str | os.PathLike[str]) -> str:
     """Output driver from the file suffix."""
     suffix = Path(path).suffix.lower()
-    if suffix not in DRIVERS:
+    if suffix not in VECTOR_DRIVERS:
         raise InputError(f"--out must end in .geojson, .gpkg or .graphml, got '{Path(path).name}'")
-    return DRIVERS[suffix]
+    return VECTOR_DRIVERS[suffix]
 
 
 def check_placeable(

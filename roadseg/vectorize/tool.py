@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 import shapely
 from affine import Affine
 from pyproj import CRS
@@ -124,7 +123,7 @@ def _open_cached(path: str) -> Any:
     """One read handle per process and raster (rasterio handles are not shared across processes)."""
     key = f"{os.getpid()}:{path}"
     if key not in _OPEN:
-        _OPEN[key] = rasterio.open(path)
+        _OPEN[key] = open_raster(path)
     return _OPEN[key]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,9 @@ def save_model(
     ``meta`` (training config, metrics, ...) must hold plain data. ``extra`` adds top-level
     keys (a training run's optimizer state, for instance) that :func:`load_model` ignores.
     """
-    module = model.module if hasattr(model, "module") else model  # DDP / DataParallel
+    module: nn.Module = (
+        inner if isinstance(inner := getattr(model, "module", None), nn.Module) else model
+    )  # DDP
     built = module.architecture if isinstance(module, RoadModel) else None
     arch = arch or (built.name if built is not None else None)
     if arch is None:
@@ -230,7 +233,7 @@ def _parse_roadseg(data: dict[str, Any], path: str | os.PathLike[str]) -> tuple[
 
 # --- official D-LinkNet (zlckanata/DeepGlobe-Road-Extraction-Challenge) -------------------
 
-_OFFICIAL_RENAMES = [
+_OFFICIAL_RENAMES: list[tuple[str, str | Callable[[re.Match[str]], str]]] = [
     (r"^firstconv\.", "encoder.conv1."),
     (r"^firstbn\.", "encoder.bn1."),
     (r"^encoder(\d)\.", r"encoder.layer\1."),
@@ -259,19 +262,19 @@ def _is_official_dlinknet(data: dict[str, Any]) -> bool:
 
 def _parse_official(data: dict[str, Any]) -> tuple[ModelInfo, dict[str, Any]]:
     state = {_strip_module(k): v for k, v in data.items()}
-    blocks = []
+    blocks: list[int] = []
     for i in range(1, 5):
         idx = {int(k.split(".")[1]) for k in state if k.startswith(f"encoder{i}.")}
         blocks.append(len(idx))
     bottleneck = "encoder1.0.conv3.weight" in state
-    depth = _BLOCKS_TO_DEPTH.get((*blocks, bottleneck))
+    depth = _BLOCKS_TO_DEPTH.get((blocks[0], blocks[1], blocks[2], blocks[3], bottleneck))
     if depth is None:
         raise CheckpointError(f"D-LinkNet state_dict with an unknown ResNet layout {blocks}")
     renamed: dict[str, Any] = {}
     for key, value in state.items():
         new = key
         for pattern, repl in _OFFICIAL_RENAMES:
-            new, n = re.subn(pattern, repl, new)  # type: ignore[arg-type]
+            new, n = re.subn(pattern, repl, new)
             if n:
                 break
         renamed[new] = value

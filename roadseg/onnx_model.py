@@ -5,7 +5,7 @@ probability ``(N, 1, H, W)``: BatchNorm is folded, a BGR model (the official D-L
 channel swap inside the graph, and the sigmoid is the last node. That is the contract of QGIS's
 Deepness plugin, whose metadata keys the file carries beside roadseg's own (normalization, GSD,
 threshold, architecture), so one file runs in Deepness, in any ONNX Runtime, and in
-``roadseg predict``, which runs it through ONNX Runtime alone (roadseg/onnx_runtime.py) with
+``roadseg predict``, which runs it through ONNX Runtime alone (roadseg/inference/onnx_runtime.py) with
 the same tiling, TTA, GSD handling and outputs.
 
 By default H = W = the tile size and only the batch is dynamic: Deepness reads the tile size
@@ -33,9 +33,9 @@ import torch
 from torch import nn
 
 from roadseg.errors import CheckpointError, InputError
+from roadseg.inference.onnx_runtime import META_KEY, session
 from roadseg.io.atomic import atomic_path
 from roadseg.normalization import Normalization
-from roadseg.onnx_runtime import META_KEY, session
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ def export_onnx(
             f"'{checkpoint}' is already an ONNX file; export reads a roadseg .pt or D-LinkNet .th"
         )
 
-    model, info = load_model(checkpoint)
-    model = fold_batchnorm(model.float().eval())
-    divisor = model.size_divisor
+    loaded, info = load_model(checkpoint)
+    divisor = loaded.size_divisor
+    model = fold_batchnorm(loaded.float().eval())
     check_export_tiling(tile_size, overlap, divisor)
     norm = info.normalization
     c = info.in_channels
@@ -154,6 +154,8 @@ def export_onnx(
                 optimize=True,
                 verbose=False,
             )
+        if program is None:  # torch returns None only when exporting to a file it writes itself
+            raise RuntimeError("torch.onnx.export returned no program")
         proto = program.model_proto
         proto.ir_version = IR_VERSION
         for key, value in {

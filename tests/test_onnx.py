@@ -14,9 +14,9 @@ from roadseg import create_model, save_model
 from roadseg.checkpoint import load_model
 from roadseg.cli import main
 from roadseg.errors import CheckpointError, InputError
+from roadseg.inference.onnx_runtime import OnnxPredictor, read_info
 from roadseg.inference.predict import PredictOptions, predict_raster
 from roadseg.normalization import IMAGENET, OFFICIAL_DLINKNET
-from roadseg.onnx_runtime import OnnxPredictor, read_info
 from roadseg.weights import default_checkpoint
 
 ort = pytest.importorskip("onnxruntime")

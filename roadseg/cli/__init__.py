@@ -17,9 +17,9 @@ from typing import Any
 import typer
 
 try:  # typer >= 0.20 vendors click as typer._click and raises its exceptions; older typer uses click
-    from typer._click.exceptions import ClickException  # type: ignore[import-not-found]
+    from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - depends on the installed typer
-    from click import ClickException
+    from click import ClickException  # type: ignore[assignment]
 
 
 from roadseg.cli._app import STATE, app, error_line, json_mode

@@ -90,9 +90,10 @@ def conflate_cmd(
     with contextlib.ExitStack() as stack:
         area = None
         if roads.suffix.lower() in RASTER_SUFFIXES:  # a scene: predict and vectorize it first
-            from roadseg.inference.predict import PredictOptions, predict_raster
+            from roadseg.inference.predict import PredictOptions
+            from roadseg.inference.runtime import load_predictor
             from roadseg.io.raster import open_raster
-            from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
+            from roadseg.pipeline import SceneJob, run_scene
 
             with open_raster(roads) as ds:
                 if ds.crs is None:
@@ -100,24 +101,11 @@ def conflate_cmd(
                 from shapely.geometry import box
 
                 area = box(*ds.bounds)
+            popts = PredictOptions(progress=not quiet, style=False)
+            predictor = load_predictor(checkpoint, device=popts.device, amp=popts.amp)
             folder.mkdir(parents=True, exist_ok=True)
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=folder, prefix=".roadseg-")))
-            result = predict_raster(
-                roads,
-                checkpoint=checkpoint,
-                prob_out=tmp / "prob.tif",
-                options=PredictOptions(progress=not quiet, style=False),
-            )
-            vectorize_raster(
-                tmp / "prob.tif",
-                tmp / "roads.gpkg",
-                VectorizeOptions(
-                    threshold=result.threshold,
-                    progress=not quiet,
-                    style=False,
-                    source_name=f"the prediction of '{roads}'",
-                ),
-            )
+            run_scene(SceneJob(roads, roads=tmp / "roads.gpkg"), predictor, popts)
             roads_file = tmp / "roads.gpkg"
         else:
             roads_file = roads

@@ -204,7 +204,9 @@ def _write(res: Any, out_dir: Path, crs: Any, opts: ConflateOptions) -> None:
             embed_style(tmp, [name], name)
     lonlat = _frame(res.missing, res.crs, crs, ["mean_prob"]).to_crs(4326) if res.missing else None
     key, value = opts.osm_tag.split("=", 1)
-    lines, tags, joins = [], [], set()
+    lines: list[Any] = []
+    tags: list[Any] = []
+    joins: set[Any] = set()
     if lonlat is not None:
         for geom, row in zip(lonlat.geometry, res.missing, strict=True):
             coords = list(geom.coords)

@@ -128,10 +128,12 @@ def evaluate_rasters(pred: Path, truth: Path, *, relax_px: int = 3, threshold: f
         levels = _to_levels(p_raw, p_kind)
         any_prob |= p_kind.is_probability
         t = t_raw >= 0.5 * t_kind.scale
-        valid = (
+        valid: np.ndarray | None = (
             None
             if p_valid is None and t_valid is None
-            else ((p_valid if p_valid is not None else True) & (t_valid if t_valid is not None else True))
+            else np.asarray(
+                (p_valid if p_valid is not None else True) & (t_valid if t_valid is not None else True)
+            )
         )
         pbin = levels >= level
         c = Confusion()

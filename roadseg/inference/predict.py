@@ -211,11 +211,11 @@ def infer_scene(
     if plan.tile != tile:
         overlap = min(overlap, plan.tile // 4 // divisor * divisor or divisor)
     opts = dataclasses.replace(opts, tile_size=plan.tile, overlap=overlap)
-    grid = plan_tiles(ds.height, ds.width, opts.tile_size, opts.overlap)
+    grid = plan_tiles(ds.height, ds.width, plan.tile, overlap)
     reader = SceneReader(ds, bands)
     stitcher = StripStitcher(grid, sink)
     start = time.perf_counter()
-    tile_px = opts.tile_size**2
+    tile_px = plan.tile**2
     with progress.bar(
         len(grid), "predict", unit="tile", enabled=opts.progress
     ) as bar:  # closed, and so cleared, on errors too: the error stays one line
@@ -296,7 +296,7 @@ def predict_raster(
             with contextlib.ExitStack() as stack:  # the reader owns src: masks read through their own handle
                 mask_ds = stack.enter_context(open_raster(src.name)) if has_invalid_pixels(src) else None
                 final_sink = _final_sink(src, writers, threshold, opts.prob_dtype, mask_ds)
-                if target_gsd is None:
+                if target_gsd is None or sizes is None:
                     tiles = infer_scene(src, predictor, bands, final_sink, opts)
                 else:
                     tiles = _infer_resampled(

@@ -77,7 +77,7 @@ def load_predictor(
             )
         if amp:
             raise InputError("--amp applies to PyTorch models; an .onnx model runs in float32")
-        from roadseg.onnx_runtime import OnnxPredictor
+        from roadseg.inference.onnx_runtime import OnnxPredictor
 
         return OnnxPredictor(path)
     if not torch_available():
@@ -120,7 +120,7 @@ def read_model_info(path: str | os.PathLike[str]) -> tuple[ModelInfo, int | None
     workers load it)."""
     path = Path(path)
     if path.suffix.lower() == ".onnx":
-        from roadseg.onnx_runtime import read_info
+        from roadseg.inference.onnx_runtime import read_info
 
         info = read_info(path)
         params = info.meta.get("parameters")

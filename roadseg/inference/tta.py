@@ -80,7 +80,7 @@ def predict_tta(probabilities: Callable[[Any], Any], x: Any, mode: str, max_batc
         chunk = order[s : s + step]
         parts = [_forward(x[i : i + 1], *vs[v]) for v, i in chunk]
         if numpy:
-            images = np.ascontiguousarray(np.concatenate(parts))
+            images: Any = np.ascontiguousarray(np.concatenate(parts))
         else:
             import torch
 

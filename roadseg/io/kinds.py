@@ -53,7 +53,8 @@ def road_raster_kind(ds: Any) -> RoadRasterKind:
     if tag in ("probability", "mask") and ds.count == 1:
         scale = 1.0 if dtype.kind == "f" or tag == "mask" else 255.0
         return RoadRasterKind(scale, tag == "probability")
-    lo, hi, seen = np.inf, -np.inf, set()
+    lo, hi = np.inf, -np.inf
+    seen: set[float] = set()
     for _, win in ds.block_windows(1):
         block = ds.read(1, window=win, masked=True).compressed()
         if block.size == 0:

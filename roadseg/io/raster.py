@@ -165,7 +165,8 @@ def read_checked(ds: Any, read: Any, *args: Any, **kwargs: Any) -> np.ndarray:
 def _gdal_reason(exc: BaseException) -> str:
     """GDAL's own words: rasterio's "Read failed. See previous exception for details." points
     at the chained error that says what failed."""
-    lines, seen = [], exc
+    lines: list[str] = []
+    seen: BaseException | None = exc
     while seen is not None and len(lines) < 5:
         text = str(seen).strip()
         lines.append(text.splitlines()[0] if text else type(seen).__name__)

@@ -44,6 +44,7 @@ class DilatedCenter(nn.Module):
         super().__init__()
         self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in dilations)
         for conv in self.convs:
+            assert isinstance(conv, nn.Conv2d) and conv.bias is not None
             nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,8 @@ _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
 
 def _fold(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> None:
+    # only tracked, affine BatchNorms are folded (see fold_batchnorm): these are set
+    assert bn.running_var is not None and bn.running_mean is not None
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     shape = (1, -1, 1, 1) if isinstance(conv, nn.ConvTranspose2d) else (-1, 1, 1, 1)
     conv.weight.mul_(scale.view(shape))

@@ -11,7 +11,7 @@ from torch import nn
 
 from roadseg.models.base import RoadModel
 from roadseg.models.blocks import LinkNetDecoderBlock, check_input_size, conv_bn_relu
-from roadseg.models.encoders import EncoderWeights, build_encoder, encoder_spec
+from roadseg.models.encoders import Encoder, EncoderWeights, build_encoder, encoder_spec
 
 
 class LinkNet(RoadModel):
@@ -36,7 +36,7 @@ class LinkNet(RoadModel):
         center: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.encoder = build_encoder(encoder_name, in_channels=in_channels, weights=encoder_weights)
+        self.encoder: Encoder = build_encoder(encoder_name, in_channels=in_channels, weights=encoder_weights)
         f = self.encoder.out_channels[1:]  # e1..e4
         mid = encoder_spec(encoder_name).decoder_min_mid
         self.center = center if center is not None else nn.Identity()

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from roadseg.errors import InputError
 from roadseg.models.base import RoadModel
 from roadseg.models.blocks import check_input_size, conv_bn_relu
-from roadseg.models.encoders import EncoderWeights, build_encoder
+from roadseg.models.encoders import Encoder, EncoderWeights, build_encoder
 
 
 def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -82,7 +82,7 @@ class ResUNet(RoadModel):
         decoder_channels: tuple[int, ...] = (256, 128, 64, 64, 32),
     ) -> None:
         super().__init__()
-        self.encoder = build_encoder(encoder_name, in_channels=in_channels, weights=encoder_weights)
+        self.encoder: Encoder = build_encoder(encoder_name, in_channels=in_channels, weights=encoder_weights)
         skips = [*reversed(self.encoder.out_channels[:-1]), 0]  # e3, e2, e1, stem, none
         prev = self.encoder.out_channels[-1]
         blocks = []

@@ -15,13 +15,15 @@ this lite encoder on a CPU.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from roadseg.models.base import RoadModel
 from roadseg.models.blocks import check_input_size, conv_bn_relu
-from roadseg.models.encoders import EncoderWeights, build_encoder
+from roadseg.models.encoders import Encoder, EncoderWeights, build_encoder
 
 #: levels below the stride-32 bottom: X[0] .. X[3] (strides 2..16)
 DEPTH = 4
@@ -65,7 +67,7 @@ class UNetPlusPlus(RoadModel):
 
             raise InputError(f"UNet++ level must be 1..{DEPTH} (pruning depth), got {level}")
         self.level, self.deep_supervision = level, deep_supervision
-        self.encoder = build_encoder(encoder_name, in_channels=in_channels, weights=encoder_weights)
+        self.encoder: Encoder = build_encoder(encoder_name, in_channels=in_channels, weights=encoder_weights)
         enc = self.encoder.out_channels  # strides 2, 4, 8, 16, 32
         width = [max(16, min(64, c)) for c in enc[:DEPTH]]
         # nodes[i][j - 1] is X[i][j]; its inputs: j nodes of width[i] (X[i][0] at the encoder's
@@ -88,7 +90,7 @@ class UNetPlusPlus(RoadModel):
                 up = F.interpolate(
                     grid[i + 1][j - 1], size=grid[i][0].shape[-2:], mode="bilinear", align_corners=False
                 )
-                grid[i].append(self.nodes[i][j - 1](torch.cat([*grid[i], up], dim=1)))
+                grid[i].append(cast(nn.ModuleList, self.nodes[i])[j - 1](torch.cat([*grid[i], up], dim=1)))
         size = x.shape[-2:]
 
         def head(j: int) -> torch.Tensor:

@@ -193,6 +193,12 @@ class LabelColours:
     ignore: tuple[tuple[int, int, int], ...] = ()
 
 
+def _rgb(values: Any) -> tuple[int, int, int]:
+    """A config's [r, g, b] list (checked to be three 0-255 values at load) as a tuple."""
+    r, g, b = (int(v) for v in values)
+    return r, g, b
+
+
 def _read_mask(
     path: Path, threshold: int, colours: LabelColours | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -380,7 +386,7 @@ class MultiSourceDataset(Dataset):
                 cfg, sources=[], invalid_rule=src.invalid_rule, mask_threshold=src.mask_threshold
             )
             colours = (
-                LabelColours(tuple(src.road_rgb), tuple(tuple(c) for c in src.ignore_rgb))  # type: ignore[arg-type]
+                LabelColours(_rgb(src.road_rgb), tuple(_rgb(c) for c in src.ignore_rgb))
                 if src.road_rgb is not None
                 else None
             )
@@ -442,7 +448,7 @@ class MultiSourceDataset(Dataset):
 
 def build_datasets(
     cfg: DataConfig, normalization: Normalization, seed: int
-) -> tuple[Dataset, Dataset | None]:
+) -> tuple[RoadDataset | MultiSourceDataset, RoadDataset | MultiSourceDataset | None]:
     """The training and validation datasets that ``cfg`` describes (validation None: no split)."""
     if cfg.sources:
         train_parts, val_parts = [], []
@@ -467,10 +473,10 @@ def build_datasets(
     train_s, val_s = split(samples, cfg)
     if not train_s:
         raise InputError("the validation split took every sample; lower data.val_fraction")
-    ds_cls = GeoWindowDataset if layout == "geotiff" else RoadDataset
-    train_ds = ds_cls(train_s, cfg, normalization, train=True, seed=seed)
-    val_ds = ds_cls(val_s, cfg, normalization, train=False, seed=seed) if val_s else None
-    return train_ds, val_ds
+    ds_cls: type[RoadDataset] = GeoWindowDataset if layout == "geotiff" else RoadDataset
+    train_set = ds_cls(train_s, cfg, normalization, train=True, seed=seed)
+    val_set = ds_cls(val_s, cfg, normalization, train=False, seed=seed) if val_s else None
+    return train_set, val_set
 
 
 def road_shapes(df: Any, crs: Any, width_m: float) -> Any:

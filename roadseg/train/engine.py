@@ -63,10 +63,12 @@ def train_epoch(
             out = run.net(x)
         # deep supervision (UNet++): the mean of every head's loss, as the paper trains
         heads = out if isinstance(out, list) else [out]
-        loss = sum(
-            bce_dice_loss(o, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight)
-            for o in heads
-        ) / len(heads)
+        loss = torch.stack(
+            [
+                bce_dice_loss(o, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight)
+                for o in heads
+            ]
+        ).mean()
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last good "
@@ -106,7 +108,7 @@ def validate(net: nn.Module, ds: Any, run: Run) -> dict[str, float]:
     """Loss, IoU and F1 over whole validation images (summed over images, as DeepGlobe scores)."""
     cfg, device, di = run.cfg, run.device, run.di
     net.eval()
-    sampler = (
+    sampler: DistributedSampler[Any] | None = (
         DistributedSampler(ds, num_replicas=di.world, rank=di.rank, shuffle=False) if di.world > 1 else None
     )
     # whole images of any size: one per batch

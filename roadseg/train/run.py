@@ -24,7 +24,7 @@ from roadseg.config import TrainConfig, config_from_dict, to_dict
 from roadseg.devices import amp_dtype, autocast, channels_last, resolve_device
 from roadseg.errors import InputError
 from roadseg.io.paths import check_run_folder
-from roadseg.models import create_model
+from roadseg.models import RoadModel, create_model
 from roadseg.normalization import IMAGENET, OFFICIAL_DLINKNET, Normalization
 from roadseg.train.dataset import build_datasets, discover
 from roadseg.train.state import Ema, seed_all, set_rng_state
@@ -190,7 +190,8 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool) -> Run:
             }
         )
     seed_all(cfg.seed, cfg.deterministic)
-    for source in cfg.data.sources or [cfg.data]:  # a wrong folder is found before any download
+    sources: list[Any] = [*cfg.data.sources] or [cfg.data]
+    for source in sources:  # a wrong folder is found before any download
         discover(source)
     kwargs = dict(cfg.model.kwargs)
     if cfg.model.encoder_weights is not None and not resume:
@@ -288,8 +289,8 @@ def _saved_state(run_dir: Path) -> dict[str, Any]:
 
 
 def _place(
-    model: nn.Module, cfg: TrainConfig, di: DistInfo, device: torch.device, state: dict[str, Any] | None
-) -> tuple[nn.Module, nn.Module, Ema | None, bool]:
+    model: RoadModel, cfg: TrainConfig, di: DistInfo, device: torch.device, state: dict[str, Any] | None
+) -> tuple[RoadModel, nn.Module, Ema | None, bool]:
     """Device, memory format, EMA (restored on resume) and the DDP wrapper."""
     if di.world > 1 and cfg.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -327,7 +328,7 @@ def _normalization(cfg: TrainConfig, model: nn.Module) -> Normalization:
     return OFFICIAL_DLINKNET if cfg.model.normalization == "dlinknet" else IMAGENET
 
 
-def _init_from(model: nn.Module, cfg: TrainConfig, norm: Normalization) -> None:
+def _init_from(model: RoadModel, cfg: TrainConfig, norm: Normalization) -> None:
     """Copy the weights of ``model.init_checkpoint`` into ``model`` (fine-tuning)."""
     from roadseg.weights import default_checkpoint
 
@@ -339,6 +340,7 @@ def _init_from(model: nn.Module, cfg: TrainConfig, norm: Normalization) -> None:
     if cfg.model.init_scope == "encoder":
         _init_encoder_from(model, pretrained, path, info, norm, cfg)
         return
+    assert model.architecture is not None  # create_model sets it
     built = (model.architecture.name, model.architecture.kwargs)
     if (info.arch, info.arch_kwargs) != built:
         raise InputError(

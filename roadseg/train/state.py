@@ -61,7 +61,7 @@ def seed_all(seed: int, deterministic: bool) -> None:
 
 def rng_state() -> dict[str, Any]:
     """Torch, NumPy and Python RNG states as checkpoint-safe data."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],

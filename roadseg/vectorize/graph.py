@@ -116,7 +116,7 @@ def _end_direction(graph: nx.MultiGraph, n: int, reach: float) -> np.ndarray:
     if not np.allclose(coords[0], graph.nodes[n]["xy"]):
         coords = coords[::-1]
     dist = np.cumsum(np.r_[0, np.hypot(*np.diff(coords, axis=0).T)])
-    back = coords[min(np.searchsorted(dist, reach), len(coords) - 1)]
+    back = coords[min(int(np.searchsorted(dist, reach)), len(coords) - 1)]
     vec = coords[0] - back
     norm = np.hypot(*vec)
     return vec / norm if norm > 0 else vec

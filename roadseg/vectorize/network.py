@@ -42,7 +42,7 @@ def network_columns(
         edge_keys.append(keys.get(pair, 0))
         keys[pair] = edge_keys[-1] + 1
     ids = sorted(xy)
-    nodes = {
+    nodes: dict[str, list[Any]] = {
         "osmid": ids,
         "x": [xy[n][0] for n in ids],
         "y": [xy[n][1] for n in ids],

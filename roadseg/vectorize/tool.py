@@ -216,7 +216,7 @@ def vectorize_raster(
         what = f"probability threshold {user_threshold:g}" if is_prob else "a binary mask"
         warnings.warn(f"no roads found in {name} ({what}); writing an empty layer", stacklevel=2)
     gtype = "Polygon" if opts.geometry == "polygon" else "LineString"
-    kind = "lines" if opts.geometry == "line" else "polygons"
+    layer_kind = "lines" if opts.geometry == "line" else "polygons"
     inside = opts.style and embeds_style(out) and not _users_own_style(out)
     written = write_vectors(
         out,
@@ -226,10 +226,10 @@ def vectorize_raster(
         geometry_type=gtype,
         pixel_coords=opts.pixel_coords,
         speed_kph=opts.speed_kph if opts.geometry == "line" else None,
-        style=kind if inside else None,
+        style=layer_kind if inside else None,
     )
     if opts.style and not embeds_style(written) and driver_for(written) != "GraphML":  # no graph style
-        write_style(written, kind)
+        write_style(written, layer_kind)
     return VectorizeResult(written, len(geoms), n_comp, total, time.perf_counter() - start, geoms)
 
 

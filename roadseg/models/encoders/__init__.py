@@ -5,16 +5,14 @@ Adding a family is one file plus one line here, as in segmentation_models_pytorc
 
 from __future__ import annotations
 
-from torch import nn
-
 from roadseg.errors import InputError
-from roadseg.models.encoders.base import EncoderSpec, EncoderWeights
+from roadseg.models.encoders.base import Encoder, EncoderSpec, EncoderWeights
 from roadseg.models.encoders.efficientnet_lite import ENCODERS as _LITE
 from roadseg.models.encoders.resnet import ENCODERS as _RESNET
 
 ENCODERS: dict[str, EncoderSpec] = {**_RESNET, **_LITE}
 
-__all__ = ["ENCODERS", "EncoderSpec", "EncoderWeights", "build_encoder", "encoder_spec"]
+__all__ = ["ENCODERS", "Encoder", "EncoderSpec", "EncoderWeights", "build_encoder", "encoder_spec"]
 
 
 def encoder_spec(name: str) -> EncoderSpec:
@@ -24,6 +22,6 @@ def encoder_spec(name: str) -> EncoderSpec:
     return ENCODERS[name]
 
 
-def build_encoder(name: str, *, in_channels: int = 3, weights: EncoderWeights = None) -> nn.Module:
+def build_encoder(name: str, *, in_channels: int = 3, weights: EncoderWeights = None) -> Encoder:
     """Build a registered encoder, optionally with its ImageNet weights."""
     return encoder_spec(name).builder(in_channels=in_channels, weights=weights)

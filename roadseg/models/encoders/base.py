@@ -16,6 +16,17 @@ from typing import Literal
 import torch
 from torch import nn
 
+from roadseg.normalization import Normalization
+
+
+class Encoder(nn.Module):
+    """Five feature maps at strides 2-32 out; ``out_channels`` their widths, ``normalization``
+    the input scaling its pretrained weights expect."""
+
+    out_channels: tuple[int, ...]
+    normalization: Normalization
+
+
 #: ``encoder_weights`` value: "imagenet", a path to a weights file, or None.
 EncoderWeights = str | os.PathLike[str] | None
 
@@ -25,7 +36,7 @@ class EncoderSpec:
     """One registered encoder: how to build it and what the model names built on it say."""
 
     #: ``builder(in_channels=..., weights=...)`` returns the encoder module.
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., Encoder]
     #: short name used in model names: ``dlinknet{suffix}``, ``linknet{suffix}``.
     suffix: str
     #: words for ``roadseg models``, e.g. "ResNet34".

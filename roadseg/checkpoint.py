@@ -120,6 +120,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             head = f.read(4)
         if "Unsupported global" in text or (head[:1] == b"\x80" and "WeightsUnpickler" in text):
             reason = "it contains Python objects other than tensors and plain data, which are never executed"
+        elif not any(head):
+            reason = "it starts with zero bytes, not a PyTorch zip archive: an unfinished download or copy?"
+        elif "legacy .tar format" in text:
+            reason = "it is in PyTorch's legacy tar format, which cannot be read as data: re-save it with a recent torch.save"
         elif head[:2] == b"PK":
             reason = "the PyTorch zip archive is damaged or truncated"
         elif "WeightsUnpickler" in text:  # neither zip (PK..) nor pickle (0x80..) magic

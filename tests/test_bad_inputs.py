@@ -114,6 +114,19 @@ def ws(tmp_path_factory) -> Path:
     (d / "foreign" / "manifest.csv").write_text("name,value\nx,1\n")
     (d / "exp2").mkdir()
     (d / "exp2" / "last.pt").write_bytes((d / "tiny.pt").read_bytes())  # the checkpoint to start from
+    # round 3: VRTs with a missing or self-referencing source, far-apart mosaics, a zero-filled checkpoint
+    band = (
+        '<VRTRasterBand dataType="Byte" band="1"><SimpleSource><SourceFilename relativeToVRT="1">{}'
+        "</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
+    )
+    head = '<VRTDataset rasterXSize="64" rasterYSize="64"><GeoTransform>500000, 0.5, 0, 4000000, 0, -0.5</GeoTransform>'
+    (d / "vrt").mkdir()
+    (d / "vrt" / "missing.vrt").write_text(head + band.format("gone.tif") + "</VRTDataset>")
+    (d / "vrt" / "self.vrt").write_text(head + band.format("self.vrt") + "</VRTDataset>")
+    far = Affine(0.5, 0, 600000, 0, -0.5, 4100000)  # 100 km east and north of prob.tif
+    write_raster(d / "prob_far.tif", prob, transform=far)
+    with open(d / "zeros.pt", "wb") as f:
+        f.truncate(64 * 2**20)  # sparse: an interrupted copy that reserved its size
     return d
 
 
@@ -626,6 +639,44 @@ CASES = [
         "garbage.json",
     ),
     ("predict-prob-out-in-proc", ["predict", SCENE, *TINY, "--prob-out", "/proc/o.tif"], 2, "/proc"),
+    (
+        "predict-vrt-missing-source",
+        ["predict", "{ws}/vrt/missing.vrt", *TINY, "--prob-out", "{ws}/p.tif"],
+        2,
+        "gone.tif",
+    ),
+    (
+        "predict-vrt-self-reference",
+        ["predict", "{ws}/vrt/self.vrt", *TINY, "--prob-out", "{ws}/p.tif"],
+        2,
+        "names itself",
+    ),
+    (
+        "vectorize-vrt-missing-source",
+        ["vectorize", "{ws}/vrt/missing.vrt", "--out", "{ws}/r.gpkg"],
+        2,
+        "gone.tif",
+    ),
+    (
+        "evaluate-vrt-missing-source",
+        ["evaluate", "--pred", "{ws}/vrt/missing.vrt", "--truth", "{ws}/prob.tif"],
+        2,
+        "gone.tif",
+    ),
+    (
+        "vectorize-mosaic-crs-and-none",
+        ["vectorize", "{ws}/prob.tif", "{ws}/plain.tif", "--out", "{ws}/r.gpkg"],
+        2,
+        "plain.tif",
+    ),
+    (
+        "vectorize-mosaic-far-apart",
+        ["vectorize", "{ws}/prob.tif", "{ws}/prob_far.tif", "--out", "{ws}/r.gpkg"],
+        2,
+        "Mpx",
+    ),
+    ("info-zero-filled-checkpoint", ["info", "{ws}/zeros.pt"], 2, "zero bytes"),
+    ("predict-unwritable-out-dir", ["predict", SCENE, *TINY, "--out-dir", "/proc/results"], 2, "/proc"),
 ]
 
 

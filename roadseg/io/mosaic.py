@@ -80,6 +80,7 @@ def write_mosaic(paths: list[Path], out: Path) -> Path:
     r0 = min(r for _, r in offsets)
     width = max(c + s.width for (c, _), s in zip(offsets, placed, strict=True)) - c0
     height = max(r + s.height for (_, r), s in zip(offsets, placed, strict=True)) - r0
+    _check_coverage(placed, width, height)
     gt = (t0.c + c0 * t0.a, t0.a, 0.0, t0.f + r0 * t0.e, 0.0, t0.e)
     sources = []
     # warped rasters first, their outside (0, declared nodata) transparent; native ones over them
@@ -111,6 +112,24 @@ def write_mosaic(paths: list[Path], out: Path) -> Path:
     return out
 
 
+#: a mosaic may span this many times the pixels its rasters cover (above MOSAIC_FREE_PX): far
+#: apart rasters would otherwise make vectorize read and skeletonize empty land for minutes
+MOSAIC_SPREAD = 16
+MOSAIC_FREE_PX = 64_000_000
+
+
+def _check_coverage(placed: list[_Source], width: int, height: int) -> None:
+    """Refuse a mosaic that is mostly empty: two scenes 100 km apart span 40,000 Mpx for 0.1."""
+    covered = sum(s.width * s.height for s in placed)
+    span = width * height
+    if span > MOSAIC_FREE_PX and span > MOSAIC_SPREAD * covered:
+        raise InputError(
+            f"the {len(placed)} rasters cover {covered / 1e6:.3g} Mpx but lie so far apart that their mosaic "
+            f"would span {span / 1e6:.4g} Mpx ({width} x {height} px, {span / covered:.0f} times more); "
+            "vectorize rasters that touch together, and distant ones separately"
+        )
+
+
 def _on_grid(src: _Source, crs: Any, t0: Affine) -> bool:
     """Whether ``src`` lies on the reference grid as it is: same CRS, pixel size and alignment."""
     t = src.transform
@@ -126,8 +145,12 @@ def _main_crs(infos: list[_Source]) -> Any:
     """The CRS of most rasters (the first raster's on a tie); a CRS-less raster mixes with none."""
     crss = [s.crs for s in infos]
     if None in crss and len(set(crss)) > 1:
+        without = [f"'{s.path}'" for s in infos if s.crs is None]
+        placed = next(s for s in infos if s.crs is not None)
         raise InputError(
-            "some rasters have a CRS and some have none; a mosaic needs every raster placed on the map"
+            f"{len(without)} of {len(infos)} rasters have no CRS ({', '.join(without[:3])}"
+            f"{', ...' if len(without) > 3 else ''}) while '{placed.path}' has one; a mosaic needs every "
+            "raster placed on the map: georeference them, or vectorize them one by one"
         )
     return max(crss, key=lambda c: (crss.count(c), -crss.index(c)))
 

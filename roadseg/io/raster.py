@@ -51,7 +51,33 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     if ds.width == 0 or ds.height == 0 or ds.count == 0:
         ds.close()
         raise InputError(f"raster '{path}' is empty ({ds.width}x{ds.height}, {ds.count} bands)")
+    if ds.driver == "VRT":
+        try:
+            _check_vrt(ds, path)
+        except BaseException:
+            ds.close()
+            raise
     return ds
+
+
+def _check_vrt(ds: Any, path: Path) -> None:
+    """A VRT opens whatever its sources are; a missing or self-referencing source fails only at
+    the first read, deep in the work. Find it at the door, naming the source."""
+    own = os.path.realpath(path)
+    for name in ds.files[1:]:
+        if "/vsi" not in name and not os.path.exists(name):
+            raise InputError(
+                f"VRT '{path}' names a source '{name}' that does not exist; fix the path in the VRT "
+                '(relativeToVRT="1" paths start at the VRT\'s folder)'
+            )
+        if os.path.realpath(name) == own:
+            raise InputError(f"VRT '{path}' names itself as a source; point it at the rasters it mosaics")
+    try:
+        ds.read(1, window=Window(0, 0, 1, 1))
+    except RasterioIOError as exc:
+        raise InputError(
+            f"VRT '{path}' cannot be read ({_gdal_reason(exc)}); check the sources it names"
+        ) from None
 
 
 def parse_bands(text: str | None) -> tuple[int, ...] | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from roadseg.errors import InputError
-from roadseg.scenes import remove_outputs, scene_row
+from roadseg.scenes import Folder, Job, LocalFolder, Scene, remove_outputs, scene_row
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,14 @@ def _model(checkpoint: str, options: Any) -> Any:
     return _models[key]
 
 
-def _scene_task(scene: str, paths: dict[str, str], checkpoint: str, options: Any) -> dict[str, Any]:
+def _scene_task(
+    scene: Scene, names: dict[str, str], folder: Folder, checkpoint: str, options: Any
+) -> dict[str, Any]:
     """One scene on a worker, with the worker's share of the cores (``ROADSEG_WORKER_THREADS``,
-    set for local clusters; unset: every core)."""
+    set for local clusters; unset: every core). A remote folder is written from the worker."""
     threads = int(os.environ.get("ROADSEG_WORKER_THREADS", "0")) or options.threads
     opts = replace(options, threads=threads)
-    return scene_row(Path(scene), {k: Path(p) for k, p in paths.items()}, _model(checkpoint, opts), opts)
+    return scene_row(scene, names, folder, _model(checkpoint, opts), opts)
 
 
 def parse_cluster(spec: str) -> tuple[str, Any]:
@@ -158,31 +160,31 @@ class DaskExecutor:
         self._ckpt = str(Path(checkpoint or bundled_model(options.device, options.amp)).resolve())
         read_model_info(self._ckpt)  # a bad model fails here, once, not on every worker
 
-    def run(self, jobs: list[tuple[Path, dict[str, Path]]], options: Any) -> Iterator[dict[str, Any]]:
+    def run(self, jobs: list[Job], folder: Folder, options: Any) -> Iterator[dict[str, Any]]:
         with contextlib.ExitStack() as stack:
             client = self._client or stack.enter_context(connect(self.spec))
-            yield from _run(client, jobs, self._ckpt, options)
+            yield from _run(client, jobs, folder, self._ckpt, options)
 
 
-def _run(
-    client: Any, jobs: list[tuple[Path, dict[str, Path]]], ckpt: str, opts: Any
-) -> Iterator[dict[str, Any]]:
+def _run(client: Any, jobs: list[Job], folder: Folder, ckpt: str, opts: Any) -> Iterator[dict[str, Any]]:
     from dask.distributed import as_completed
 
+    # workers resolve nothing: local paths absolute (a shared filesystem), URLs as they are
+    shared = LocalFolder(folder.path.resolve()) if isinstance(folder, LocalFolder) else folder
     futures = {}
-    for scene, paths in jobs:
-        resolved = {k: str(p.resolve()) for k, p in paths.items()}
+    for scene, names in jobs:
+        where = scene.resolve() if isinstance(scene, Path) else scene
         fut = client.submit(
-            _scene_task, str(scene.resolve()), resolved, ckpt, opts, key=f"roadseg-scene-{scene}", pure=False
+            _scene_task, where, names, shared, ckpt, opts, key=f"roadseg-scene-{scene}", pure=False
         )
-        futures[fut] = (scene, paths)
+        futures[fut] = (scene, names)
     for fut in as_completed(futures):
-        scene, paths = futures[fut]
+        scene, names = futures[fut]
         try:
             row = fut.result()
             row["scene"] = str(scene)  # as the user named it, like a sequential run
         except Exception as exc:  # noqa: BLE001 - KilledWorker and kin: recorded, the run goes on
-            remove_outputs(paths)
+            remove_outputs({k: folder.local(n) for k, n in names.items()})
             row = {
                 "scene": str(scene),
                 "status": "failed",

@@ -31,7 +31,7 @@ class SceneJob:
     """What one scene writes. ``prob`` may be None with ``roads`` or ``preview``: the
     probability raster then lives in a temporary folder beside them and is removed."""
 
-    scene: Path
+    scene: Path | str  # a local path or a URL (roadseg.io.remote)
     prob: Path | None = None
     mask: Path | None = None
     roads: Path | None = None
@@ -81,7 +81,8 @@ def check_job(job: SceneJob, *, checkpoint: Path | None = None, style: bool = Tr
         preview = {labels["preview"]: (outputs["preview"], "png")}
     else:
         preview = {}
-    check_outputs({"scene": job.scene, "--checkpoint": checkpoint}, {**with_styles(named, style), **preview})
+    scene = job.scene if isinstance(job.scene, Path) else None  # a URL cannot be overwritten from here
+    check_outputs({"scene": scene, "--checkpoint": checkpoint}, {**with_styles(named, style), **preview})
     if job.roads is not None:
         from roadseg.io.raster import open_raster
         from roadseg.vectorize.geo import check_placeable

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from roadseg.errors import InputError, RoadsegError
 from roadseg.io.atomic import atomic_path
 from roadseg.io.paths import RASTER_SUFFIXES, check_outputs, with_styles
+from roadseg.io.remote import RemoteFolder, check_url, is_url, list_scenes, name_of, stem_of
 from roadseg.io.styles import remove_style
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,29 @@ MANIFEST = "manifest.csv"
 FIELDS = ["scene", "status", "seconds", "megapixels", "area_km2", "road_km", "outputs", "worker", "error"]
 
 
-def expand_scenes(args: list[Path]) -> list[Path]:
-    """Scene paths from arguments: files, folders (their rasters), globs, and ``@list.txt``
-    files of one path per line (relative to the list's folder)."""
-    scenes: list[Path] = []
-    for arg in args:
-        text = str(arg)
-        if text.startswith("@"):
+#: a scene: a local path, or a URL (s3://, gs://, az://, https://) read by GDAL with range requests
+Scene = Path | str
+
+
+def as_scene(text: str) -> Scene:
+    """A scene argument as given: a URL stays text (Path would fold its ``//``), the rest a Path."""
+    return check_url(text) if is_url(text) else Path(text)
+
+
+def expand_scenes(args: list[str]) -> list[Scene]:
+    """Scenes from arguments: files, folders (their rasters), globs, URLs, prefixes or globs of
+    URLs (``s3://bucket/scenes/``, ``s3://bucket/scenes/*.tif``), and ``@list.txt`` files of one
+    path or URL per line (relative paths start at the list's folder)."""
+    scenes: list[Scene] = []
+    for text in map(str, args):
+        arg = Path(text)
+        if is_url(text):
+            check_url(text)
+            if text.endswith("/") or any(c in text.split("://", 1)[1] for c in "*?["):
+                scenes += list_scenes(text, RASTER_SUFFIXES)
+            else:
+                scenes.append(text)
+        elif text.startswith("@"):
             listing = Path(text[1:])
             if not listing.is_file():
                 raise InputError(
@@ -52,7 +69,7 @@ def expand_scenes(args: list[Path]) -> list[Path]:
                 raise InputError(
                     f"scene list '{listing}' cannot be read as text ({exc}); one path per line"
                 ) from None
-            named = []
+            named: list[Scene] = []
             for number, line in enumerate(text_lines, 1):
                 line = line.strip()
                 if not line or line.startswith("#"):  # blank lines and comments are skipped
@@ -61,6 +78,9 @@ def expand_scenes(args: list[Path]) -> list[Path]:
                     raise InputError(
                         f"scene list '{listing}' line {number} holds a NUL byte; one path per line"
                     )
+                if is_url(line):
+                    named.append(check_url(line))
+                    continue
                 p = Path(line)
                 named.append(p if p.is_absolute() else listing.parent / p)
             if not named:
@@ -80,13 +100,13 @@ def expand_scenes(args: list[Path]) -> list[Path]:
             scenes += found
         else:
             scenes.append(arg)
-    stems: dict[str, Path] = {}
+    stems: dict[str, Scene] = {}
     for scene in scenes:
-        other = stems.setdefault(scene.stem, scene)
+        other = stems.setdefault(stem_of(scene), scene)
         if other != scene:
             raise InputError(
-                f"'{other}' and '{scene}' would write the same outputs ({scene.stem}.*): give scenes unique names "
-                "or run them into separate --out-dir folders"
+                f"'{other}' and '{scene}' would write the same outputs ({stem_of(scene)}.*): give scenes unique "
+                "names or run them into separate --out-dir folders"
             )
     return scenes
 
@@ -98,13 +118,42 @@ class SceneOutputs:
     vector_format: str = "gpkg"  # gpkg | geojson | none
     mask: bool = False
 
-    def paths(self, out_dir: Path, scene: Path) -> dict[str, Path]:
-        out = {"prob": out_dir / f"{scene.stem}.prob.tif"}
+    def names(self, scene: Scene) -> dict[str, str]:
+        """The file names a scene writes, by kind (prob, mask, roads)."""
+        stem = stem_of(scene)
+        out = {"prob": f"{stem}.prob.tif"}
         if self.mask:
-            out["mask"] = out_dir / f"{scene.stem}.mask.tif"
+            out["mask"] = f"{stem}.mask.tif"
         if self.vector_format != "none":
-            out["roads"] = out_dir / f"{scene.stem}.roads.{self.vector_format}"
+            out["roads"] = f"{stem}.roads.{self.vector_format}"
         return out
+
+
+class LocalFolder:
+    """An output folder on this machine (or a filesystem every worker shares): outputs are
+    written in place, so publishing is nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def stage(self) -> Path:
+        return self.path
+
+    def local(self, name: str) -> Path:
+        return self.path / name
+
+    def exists(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    def publish(self, paths: list[Path], *, keep: bool = False) -> None:
+        pass
+
+
+#: where a batch's outputs go: a local folder, or object storage through a local staging folder
+Folder = LocalFolder | RemoteFolder
 
 
 @dataclass
@@ -131,38 +180,58 @@ class Manifest:
                 raise InputError(f"'{path}' cannot be read as a roadseg manifest ({exc})") from None
         return manifest
 
-    def done(self, scene: Path, outputs: dict[str, Path]) -> bool:
+    def done(self, scene: Scene, names: dict[str, str], folder: Folder) -> bool:
         row = self.rows.get(str(scene))
-        return row is not None and row["status"] == "done" and all(p.is_file() for p in outputs.values())
+        return row is not None and row["status"] == "done" and all(folder.exists(n) for n in names.values())
 
-    def record(self, row: dict[str, Any]) -> None:
+    def record(self, row: dict[str, Any], folder: Folder | None = None) -> None:
         self.rows[row["scene"]] = row
         with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=FIELDS)
             writer.writeheader()
             writer.writerows(self.rows.values())
+        if folder is not None:
+            folder.publish([self.path], keep=True)
 
 
-def check_scene_outputs(scenes: list[Path], out_dir: Path, outputs: SceneOutputs, style: bool) -> None:
-    """Refuse, before any work, an output that would replace an input or another output."""
+def check_scene_outputs(scenes: list[Scene], folder: Folder, outputs: SceneOutputs, style: bool) -> None:
+    """Refuse, before any work, an output that would replace an input or another output, or a
+    folder that cannot be written."""
     if outputs.vector_format not in ("gpkg", "geojson", "none"):
         raise InputError(f"--vector-format must be gpkg, geojson or none, got '{outputs.vector_format}'")
-    inputs = {f"scene '{s}'": s for s in scenes}
+    if isinstance(folder, RemoteFolder):
+        urls = {str(s) for s in scenes if is_url(s)}
+        for scene in scenes:
+            for name in outputs.names(scene).values():
+                if f"{folder.url}/{name}" in urls:
+                    raise InputError(
+                        f"output '{folder.url}/{name}' is the input scene of that name; roadseg never writes over "
+                        "an input: choose another --out-dir"
+                    )
+        folder.check_writable()
+        return
+    inputs = {f"scene '{s}'": s for s in scenes if isinstance(s, Path)}
     kinds = {"prob": "geotiff", "mask": "geotiff", "roads": "vector"}
     for scene in scenes:
-        named = {f"{k} of '{scene.name}'": (p, kinds[k]) for k, p in outputs.paths(out_dir, scene).items()}
+        named = {
+            f"{k} of '{name_of(scene)}'": (folder.local(n), kinds[k]) for k, n in outputs.names(scene).items()
+        }
         check_outputs(inputs, with_styles(named, style), new_folders=True)
 
 
-def scene_row(scene: Path, paths: dict[str, Path], predictor: Any, options: Any) -> dict[str, Any]:
-    """Run one scene of a batch (:func:`roadseg.pipeline.run_scene`) into ``paths``; its
+def scene_row(
+    scene: Scene, names: dict[str, str], folder: Folder, predictor: Any, options: Any
+) -> dict[str, Any]:
+    """Run one scene of a batch (:func:`roadseg.pipeline.run_scene`) into ``folder``; its
     manifest row, failed or done.
 
-    A bad scene (corrupt, unreadable, no CRS for GeoJSON, ...) is a failed row, not an
-    exception, and leaves none of its outputs behind.
+    A bad scene (corrupt, unreadable, not found, access denied, no CRS for GeoJSON, ...) is a
+    failed row, not an exception, and leaves none of its outputs behind. A remote folder gets
+    each output once it is complete.
     """
     from roadseg.pipeline import SceneJob, quiet, run_scene
 
+    paths = {k: folder.local(n) for k, n in names.items()}
     start = time.perf_counter()
     row: dict[str, Any] = {
         "scene": str(scene),
@@ -174,10 +243,11 @@ def scene_row(scene: Path, paths: dict[str, Path], predictor: Any, options: Any)
         prob=paths["prob"],
         mask=paths.get("mask"),
         roads=paths.get("roads"),
-        labels=tuple((k, f"{k} of '{scene.name}'") for k in ("prob", "mask", "roads", "preview")),
+        labels=tuple((k, f"{k} of '{name_of(scene)}'") for k in ("prob", "mask", "roads", "preview")),
     )
     try:
         res = run_scene(job, predictor, quiet(options))
+        folder.publish(list(paths.values()))
         row.update(
             status="done",
             megapixels=round(res.prediction.megapixels, 3),
@@ -201,14 +271,14 @@ def remove_outputs(paths: dict[str, Path]) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def sweep_partials(out_dir: Path, scenes: list[Path], outputs: SceneOutputs) -> None:
+def sweep_partials(out_dir: Path, scenes: list[Scene], outputs: SceneOutputs) -> None:
     """Remove the temporary files of writers that died mid-write (a killed process or worker).
 
     Call it only when no writer of these outputs runs: at the start and end of a run.
     """
     for scene in scenes:
-        for p in outputs.paths(out_dir, scene).values():
-            for leftover in out_dir.glob(f".{glob.escape(p.name)}.*.part*"):
+        for name in outputs.names(scene).values():
+            for leftover in out_dir.glob(f".{glob.escape(name)}.*.part*"):
                 leftover.unlink(missing_ok=True)
     for stage in out_dir.glob(".roadseg-*"):  # predict's resampling stage folders
         shutil.rmtree(stage, ignore_errors=True)
@@ -225,8 +295,11 @@ class ReadAhead:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roadseg-readahead")
         self._future: Future[int] | None = None
 
-    def start(self, path: Path) -> None:
-        self._future = self._pool.submit(self._warm, path)
+    def start(self, path: Scene) -> None:
+        if isinstance(path, Path):  # a remote scene is read in windows, never whole
+            self._future = self._pool.submit(self._warm, path)
+        else:
+            self._future = None
 
     def wait(self) -> int:
         """Bytes read for the scene started last (0 if it could not be read: its run will say why)."""
@@ -249,6 +322,10 @@ class ReadAhead:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+#: one scene of a batch: the scene and the file names it writes, by kind
+Job = tuple[Scene, dict[str, str]]
+
+
 class Executor(Protocol):
     """Runs a batch's scenes somewhere and yields their manifest rows as they finish."""
 
@@ -258,8 +335,8 @@ class Executor(Protocol):
     def prepare(self, checkpoint: Path | None, options: Any) -> None:
         """Load or check the model once, before the output folder is touched."""
 
-    def run(self, jobs: list[tuple[Path, dict[str, Path]]], options: Any) -> Iterator[dict[str, Any]]:
-        """Rows of ``(scene, output paths)`` jobs, in the order they finish."""
+    def run(self, jobs: list[Job], folder: Folder, options: Any) -> Iterator[dict[str, Any]]:
+        """Rows of the jobs, in the order they finish."""
         ...
 
 
@@ -277,54 +354,62 @@ class Sequential:
 
         self._predictor = load_predictor(checkpoint, device=options.device, amp=options.amp)
 
-    def run(self, jobs: list[tuple[Path, dict[str, Path]]], options: Any) -> Iterator[dict[str, Any]]:
+    def run(self, jobs: list[Job], folder: Folder, options: Any) -> Iterator[dict[str, Any]]:
         ahead = ReadAhead()
         try:
-            for i, (scene, paths) in enumerate(jobs):
+            for i, (scene, names) in enumerate(jobs):
                 ahead.wait()
                 if i + 1 < len(jobs):
                     ahead.start(jobs[i + 1][0])
-                yield scene_row(scene, paths, self._predictor, options)
+                yield scene_row(scene, names, folder, self._predictor, options)
         finally:
             ahead.close()
 
 
 def run_batch(
-    scenes: list[Path],
-    out_dir: Path,
+    scenes: list[Scene],
+    out_dir: Path | RemoteFolder,
     *,
     checkpoint: Path | None,
     options: Any,
     outputs: SceneOutputs,
     executor: Executor | None = None,
 ) -> Manifest:
-    """Predict every scene into ``out_dir`` (sequentially, or on ``executor``: a Dask
-    cluster); returns the manifest, failed scenes included. Scenes the manifest lists as done
-    whose files exist are skipped, so a run started again resumes."""
+    """Predict every scene into ``out_dir`` (a folder, or object storage), sequentially or on
+    ``executor`` (a Dask cluster); returns the manifest, failed scenes included. Scenes the
+    manifest lists as done whose files exist are skipped, so a run started again resumes (from
+    the remote manifest for a remote folder)."""
     executor = executor or Sequential()
-    check_scene_outputs(scenes, out_dir, outputs, options.style)
+    folder: Folder = out_dir if isinstance(out_dir, RemoteFolder) else LocalFolder(out_dir)
+    check_scene_outputs(scenes, folder, outputs, options.style)
     executor.prepare(checkpoint, options)
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest.read(out_dir / MANIFEST)
-    sweep_partials(out_dir, scenes, outputs)
-    todo = [s for s in scenes if not manifest.done(s, outputs.paths(out_dir, s))]
+    stage = folder.stage() if isinstance(folder, RemoteFolder) else folder.path
+    created = not stage.exists()
+    stage.mkdir(parents=True, exist_ok=True)
+    if isinstance(folder, RemoteFolder):
+        manifest = Manifest.read(folder.fetch(MANIFEST) or folder.local(MANIFEST))
+    else:
+        manifest = Manifest.read(folder.local(MANIFEST))
+    sweep_partials(stage, scenes, outputs)
+    todo = [s for s in scenes if not manifest.done(s, outputs.names(s), folder)]
     if len(todo) < len(scenes):
         log.info("%d of %d scenes done in an earlier run: skipped", len(scenes) - len(todo), len(scenes))
     finished = False
     try:
-        jobs = [(s, outputs.paths(out_dir, s)) for s in todo]
-        for i, row in enumerate(executor.run(jobs, replace(options, progress=False)), 1):
-            manifest.record(row)
+        jobs = [(s, outputs.names(s)) for s in todo]
+        for i, row in enumerate(executor.run(jobs, folder, replace(options, progress=False)), 1):
+            manifest.record(row, folder)
             _log_row(i, len(todo), row)
         finished = True
     finally:
         # every job has ended, or (interrupted) no writer of ours runs any more: sweep; a
         # remote cluster's orphaned tasks are swept by the next run's start
         if finished or executor.local:
-            sweep_partials(out_dir, scenes, outputs)
-        if created and not finished and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # a scheduler that never answered leaves no empty folder behind
+            sweep_partials(stage, scenes, outputs)
+        if isinstance(folder, RemoteFolder):
+            shutil.rmtree(stage, ignore_errors=True)  # every finished file is uploaded
+        elif created and not finished and not any(stage.iterdir()):
+            stage.rmdir()  # a scheduler that never answered leaves no empty folder behind
     return manifest
 
 

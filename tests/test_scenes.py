@@ -106,7 +106,7 @@ def test_the_next_scene_is_read_ahead_while_the_current_one_runs(tmp_path, varie
         events.append(("read", path.name))
         return warm(self, path)
 
-    def record_run(scene, paths_, predictor, options):
+    def record_run(scene, names, folder, predictor, options):
         events.append(("run", scene.name))
         time.sleep(0.2)  # the read-ahead thread finishes meanwhile
         return {"scene": str(scene), "status": "done", "seconds": 0.2, "error": ""}

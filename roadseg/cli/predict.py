@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from roadseg.cli._app import ProbDtype, Quiet, Tta, VectorFormat, Verbose, app, echo, path_arg, setup
 from roadseg.errors import InputError
 
+if TYPE_CHECKING:
+    from roadseg.io.remote import RemoteFolder
+
 
 @app.command("predict")
 def predict_cmd(
     scenes: Annotated[
-        list[Path],
+        list[str],
         typer.Argument(
-            help="Input raster(s) (GeoTIFF, COG, VRT, JPEG, PNG), any size; several, a folder, a glob "
+            help="Input raster(s) (GeoTIFF, COG, VRT, JPEG, PNG), any size, local or a URL (s3://, gs://, az://, "
+            "https://: read in windows with range requests); several, a folder, a glob, an s3:// prefix "
             "or @list.txt with --out-dir."
         ),
     ],
@@ -82,7 +86,9 @@ def predict_cmd(
     out_dir: Annotated[
         str | None,
         typer.Option(
-            metavar="DIR", help="Many scenes: <stem>.prob.tif and <stem>.roads.* here, plus manifest.csv."
+            metavar="DIR",
+            help="Many scenes: <stem>.prob.tif and <stem>.roads.* here, plus manifest.csv; a folder or "
+            "object storage (s3://bucket/prefix/: each file uploaded once complete).",
         ),
     ] = None,
     vector_format: Annotated[
@@ -136,7 +142,11 @@ def predict_cmd(
         threads=threads,
     )
     single = {"--out": out, "--prob-out": prob_out, "--mask-out": mask_out, "--preview": preview}
-    out_folder = path_arg(out_dir, "--out-dir")
+    from roadseg.io.remote import RemoteFolder, is_url
+
+    out_folder: Path | RemoteFolder | None = (
+        RemoteFolder(out_dir) if out_dir is not None and is_url(out_dir) else path_arg(out_dir, "--out-dir")
+    )
     if out_folder is not None or len(scenes) > 1:
         if out_folder is None:
             raise InputError(f"{len(scenes)} scenes need --out-dir DIR for their outputs")
@@ -156,11 +166,16 @@ def predict_cmd(
     elif cluster is not None:
         raise InputError("--cluster runs many scenes: give --out-dir DIR for their outputs")
     else:
-        _predict_one(scenes[0], checkpoint, single, opts, quiet)
+        from roadseg.scenes import as_scene
+
+        scene = as_scene(scenes[0])
+        if isinstance(scene, str) and (scene.endswith("/") or "*" in scene):
+            raise InputError(f"'{scene}' names many scenes: give --out-dir DIR for their outputs")
+        _predict_one(scene, checkpoint, single, opts, quiet)
 
 
 def _predict_one(
-    scene: Path, checkpoint: Path | None, single: dict[str, Path | None], opts: Any, quiet: bool
+    scene: Path | str, checkpoint: Path | None, single: dict[str, Path | None], opts: Any, quiet: bool
 ) -> None:
     from roadseg.inference.runtime import load_predictor
     from roadseg.pipeline import SceneJob, check_job, run_scene
@@ -180,8 +195,8 @@ def _predict_one(
 
 
 def _predict_many(
-    args: list[Path],
-    out_dir: Path,
+    args: list[str],
+    out_dir: Path | RemoteFolder,
     checkpoint: Path | None,
     opts: Any,
     outputs: Any,
@@ -201,12 +216,13 @@ def _predict_many(
     )
     rows = [manifest.rows[str(scene)] for scene in scenes]
     failed = [r for r in rows if r["status"] == "failed"]
+    where = f"{out_dir}/{MANIFEST}"
     if not quiet:
-        echo(f"{len(rows) - len(failed)} of {len(rows)} scenes done; see {out_dir / MANIFEST}")
+        echo(f"{len(rows) - len(failed)} of {len(rows)} scenes done; see {where}")
     if failed:
         print(
             f"error: {len(failed)} of {len(rows)} scenes failed (first: {failed[0]['scene']}: {failed[0]['error']}); "
-            f"their rows in {out_dir / MANIFEST} say why; run the same command again to retry them",
+            f"their rows in {where} say why; run the same command again to retry them",
             file=sys.stderr,
         )
         raise typer.Exit(1)

@@ -35,7 +35,14 @@ STATS_SIZE = 1024
 
 
 def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
-    """Open a raster for reading, turning every failure into one clear line."""
+    """Open a raster for reading (a local file or a URL: s3://, gs://, az://, https://),
+    turning every failure into one clear line."""
+    from roadseg.io import remote
+
+    if remote.is_url(path):
+        return _open_remote(remote.gdal_path(str(path)), str(path))
+    if str(path).startswith("/vsi"):  # GDAL's own name of a remote file (a dataset's .name)
+        return _open_remote(str(path), str(path))
     from roadseg.io.paths import check_input_file
 
     path = check_input_file(path, "input raster", "a raster file (GeoTIFF, COG, VRT, JPEG, PNG)")
@@ -58,6 +65,36 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
             ds.close()
             raise
     return ds
+
+
+def _open_remote(gdal_name: str, url: str) -> rasterio.DatasetReader:
+    """A scene in object storage or on a web server, read by GDAL with range requests."""
+    from roadseg.io import remote
+
+    remote.configure_gdal()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(gdal_name)
+    except RasterioIOError as exc:
+        raise InputError(f"'{url}' cannot be read: {_remote_reason(exc)}") from None
+    if ds.width == 0 or ds.height == 0 or ds.count == 0:
+        ds.close()
+        raise InputError(f"raster '{url}' is empty ({ds.width}x{ds.height}, {ds.count} bands)")
+    return ds
+
+
+def _remote_reason(exc: BaseException) -> str:
+    """GDAL's reason for a failed remote open, with what to do about the usual ones."""
+    text = _gdal_reason(exc)
+    low = text.lower()
+    if "404" in low or "does not exist" in low or "not found" in low or "no such file" in low:
+        return f"not found ({text}); check the bucket, key or address"
+    if "403" in low or "access denied" in low or "forbidden" in low or "credentials" in low:
+        return f"access denied ({text}); check the credentials (AWS_* variables or profile) and the bucket policy"
+    if "timed out" in low or "timeout" in low or "could not resolve" in low or "connect" in low:
+        return f"the server did not answer ({text}); check the address and the network (GDAL retried 3 times)"
+    return f"{text}; expected a GeoTIFF/COG, VRT, JPEG or PNG"
 
 
 def _check_vrt(ds: Any, path: Path) -> None:
@@ -181,7 +218,9 @@ def read_checked(ds: Any, read: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         return read(*args, **kwargs)
     except (RasterioIOError, rasterio.errors.RasterioError) as exc:
         # a resampling view (WarpedVRT) is named after the user's file, not "WarpedVRT(...)"
-        name = getattr(getattr(ds, "src_dataset", None), "name", None) or ds.name
+        from roadseg.io.remote import url_of
+
+        name = url_of(getattr(getattr(ds, "src_dataset", None), "name", None) or ds.name)
         raise InputError(
             f"'{name}' cannot be read ({_gdal_reason(exc)}): the file is damaged or truncated; copy or "
             "download it again"

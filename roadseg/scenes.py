@@ -27,6 +27,7 @@ from roadseg.errors import InputError, RoadsegError
 from roadseg.io.atomic import atomic_path
 from roadseg.io.paths import RASTER_SUFFIXES, check_outputs, with_styles
 from roadseg.io.remote import RemoteFolder, check_url, is_url, list_scenes, name_of, stem_of
+from roadseg.io.stac import looks_like_stac, read_stac
 from roadseg.io.styles import remove_style
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,17 @@ def as_scene(text: str) -> Scene:
     return check_url(text) if is_url(text) else Path(text)
 
 
-def expand_scenes(args: list[str]) -> list[Scene]:
+def expand_scenes(args: list[str], stac_asset: str | None = None) -> list[Scene]:
     """Scenes from arguments: files, folders (their rasters), globs, URLs, prefixes or globs of
     URLs (``s3://bucket/scenes/``, ``s3://bucket/scenes/*.tif``), and ``@list.txt`` files of one
-    path or URL per line (relative paths start at the list's folder)."""
+    path or URL per line (relative paths start at the list's folder); a ``.json`` argument is a
+    STAC Item or ItemCollection, one scene per item (``stac_asset``: which asset)."""
     scenes: list[Scene] = []
     for text in map(str, args):
         arg = Path(text)
-        if is_url(text):
+        if looks_like_stac(text):
+            scenes += read_stac(text, stac_asset)
+        elif is_url(text):
             check_url(text)
             if text.endswith("/") or any(c in text.split("://", 1)[1] for c in "*?["):
                 scenes += list_scenes(text, RASTER_SUFFIXES)
@@ -407,7 +411,7 @@ def run_batch(
         if finished or executor.local:
             sweep_partials(stage, scenes, outputs)
         if isinstance(folder, RemoteFolder):
-            shutil.rmtree(stage, ignore_errors=True)  # every finished file is uploaded
+            folder.sweep_stages()  # every finished file is uploaded; a killed worker's are partial
         elif created and not finished and not any(stage.iterdir()):
             stage.rmdir()  # a scheduler that never answered leaves no empty folder behind
     return manifest

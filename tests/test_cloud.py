@@ -247,3 +247,127 @@ def test_bad_urls_are_refused_at_the_door(tmp_path, s3, argv, message, capsys):
     assert rc == 2 and len(err) == 1 and message in err[0], err
     assert "roadseg-test-secret" not in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
+
+
+def _item(item_id: str, assets: dict) -> dict:
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": item_id,
+        "geometry": None,
+        "properties": {"gsd": 0.5},
+        "assets": assets,
+        "links": [],
+    }
+
+
+def test_a_stac_item_collection_on_s3_names_outputs_by_item_id(tmp_path, s3, varied_checkpoint):
+    """Two items whose visual assets share a file name (as TCI.tif does across Sentinel-2
+    items): each item's outputs carry its id; the visual asset is found by role."""
+    import json
+
+    for i in range(2):
+        s3.put_file(str(_cog(tmp_path / f"v{i}.tif", seed=i)), f"{BUCKET}/stac/item-{i}/visual.tif")
+    items = [
+        _item(
+            f"item-{i}",
+            {
+                "thumbnail": {"href": f"item-{i}/thumb.png", "roles": ["thumbnail"]},
+                "image": {"href": f"item-{i}/visual.tif", "roles": ["visual"]},
+            },
+        )
+        for i in range(2)
+    ]
+    s3.pipe_file(
+        f"{BUCKET}/stac/search.json", json.dumps({"type": "FeatureCollection", "features": items}).encode()
+    )
+    out = tmp_path / "out"
+    argv = ["predict", f"s3://{BUCKET}/stac/search.json", "--out-dir", str(out)]
+    assert main([*argv, "--checkpoint", str(varied_checkpoint), *ARGS]) == 0
+    assert sorted(p.name for p in out.glob("*.tif")) == ["item-0.prob.tif", "item-1.prob.tif"]
+    rows = (out / "manifest.csv").read_text()
+    assert f"s3://{BUCKET}/stac/item-0/visual.tif,done" in rows
+
+
+def test_a_local_stac_item_with_a_chosen_asset(tmp_path, varied_checkpoint, capsys):
+    import json
+
+    _cog(tmp_path / "rgb.tif")
+    item = _item("scene-7", {"analytic": {"href": "rgb.tif", "roles": ["data"]}})
+    (tmp_path / "item.json").write_text(json.dumps(item))
+    ck = ["--checkpoint", str(varied_checkpoint), *ARGS]
+    assert main(["predict", str(tmp_path / "item.json"), "--prob-out", str(tmp_path / "p.tif"), *ck]) == 2
+    assert (
+        "no visual (RGB) asset; choose one with --stac-asset KEY (its assets: analytic)"
+        in capsys.readouterr().err
+    )
+    argv = [
+        "predict",
+        str(tmp_path / "item.json"),
+        "--stac-asset",
+        "analytic",
+        "--prob-out",
+        str(tmp_path / "p.tif"),
+    ]
+    assert main([*argv, *ck]) == 0
+    assert main(["predict", str(tmp_path / "rgb.tif"), "--prob-out", str(tmp_path / "q.tif"), *ck]) == 0
+    assert (tmp_path / "p.tif").read_bytes() == (tmp_path / "q.tif").read_bytes()
+
+
+@pytest.mark.heavy  # a 2-worker Dask cluster, about 40 s
+def test_cluster_from_s3_to_s3_survives_a_killed_worker(tmp_path, s3, varied_checkpoint):
+    """local:2 workers read scenes from S3 and upload their own outputs; a worker killed while
+    writing has its scene run again elsewhere: every output is in the bucket once, complete."""
+    import signal
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("distributed")
+    for i in range(4):
+        s3.put_file(str(_cog(tmp_path / f"t{i}.tif", size=320, seed=i)), f"{BUCKET}/cl/in/t{i}.tif")
+    threads = str(max(1, (os.cpu_count() or 1) // 2))
+    ck = ["--checkpoint", str(varied_checkpoint), "--tta", "d4", "--threads", threads, "-q"]
+    assert (
+        main(
+            [
+                "predict",
+                *(str(tmp_path / f"t{i}.tif") for i in range(4)),
+                "--out-dir",
+                str(tmp_path / "seq"),
+                *ck,
+            ]
+        )
+        == 0
+    )
+
+    killed, stop = [], threading.Event()
+
+    def kill_a_writer():
+        me = psutil.Process()
+        while not stop.is_set() and not killed:
+            for child in me.children(recursive=True):
+                try:
+                    if any(".part" in f.path and "roadseg-stage-" in f.path for f in child.open_files()):
+                        os.kill(child.pid, signal.SIGKILL)
+                        killed.append(child.pid)
+                        return
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_a_writer, daemon=True)
+    killer.start()
+    out = f"s3://{BUCKET}/cl/out"
+    try:
+        rc = main(["predict", f"s3://{BUCKET}/cl/in/", "--out-dir", out, "--cluster", "local:2", *ck[:-1]])
+    finally:
+        stop.set()
+        killer.join()
+    assert rc == 0
+    assert killed, "no worker was caught mid-write"
+    names = sorted(p.rsplit("/", 1)[1] for p in s3.ls(f"{BUCKET}/cl/out"))
+    assert names == sorted(p.name for p in (tmp_path / "seq").iterdir())  # each once, no partial object
+    for i in range(4):
+        got = s3.cat_file(f"{BUCKET}/cl/out/t{i}.prob.tif")
+        assert got == (tmp_path / "seq" / f"t{i}.prob.tif").read_bytes()
+    assert s3.cat_file(f"{BUCKET}/cl/out/manifest.csv").decode().count(",done,") == 4

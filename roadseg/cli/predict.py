@@ -109,6 +109,13 @@ def predict_cmd(
             "Outputs are byte-identical between runs with the same threads.",
         ),
     ] = None,
+    stac_asset: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="With STAC items (.json): the asset to read (default: the visual/RGB one).",
+        ),
+    ] = None,
     cluster: Annotated[
         str | None,
         typer.Option(
@@ -156,6 +163,7 @@ def predict_cmd(
             )
         _predict_many(
             scenes,
+            stac_asset,
             out_folder,
             checkpoint,
             opts,
@@ -166,9 +174,19 @@ def predict_cmd(
     elif cluster is not None:
         raise InputError("--cluster runs many scenes: give --out-dir DIR for their outputs")
     else:
-        from roadseg.scenes import as_scene
+        from roadseg.io.stac import looks_like_stac, read_stac
+        from roadseg.scenes import Scene, as_scene
 
-        scene = as_scene(scenes[0])
+        scene: Scene
+        if looks_like_stac(scenes[0]):
+            items = read_stac(scenes[0], stac_asset)
+            if len(items) > 1:
+                raise InputError(
+                    f"'{scenes[0]}' holds {len(items)} STAC items: give --out-dir DIR for their outputs"
+                )
+            scene = items[0]
+        else:
+            scene = as_scene(scenes[0])
         if isinstance(scene, str) and (scene.endswith("/") or "*" in scene):
             raise InputError(f"'{scene}' names many scenes: give --out-dir DIR for their outputs")
         _predict_one(scene, checkpoint, single, opts, quiet)
@@ -196,6 +214,7 @@ def _predict_one(
 
 def _predict_many(
     args: list[str],
+    stac_asset: str | None,
     out_dir: Path | RemoteFolder,
     checkpoint: Path | None,
     opts: Any,
@@ -205,7 +224,7 @@ def _predict_many(
 ) -> None:
     from roadseg.scenes import MANIFEST, expand_scenes, run_batch
 
-    scenes = expand_scenes(args)
+    scenes = expand_scenes(args, stac_asset)
     executor = None
     if cluster is not None:
         from roadseg.cluster import DaskExecutor

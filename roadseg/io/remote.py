@@ -39,6 +39,21 @@ GDAL_DEFAULTS = {
 }
 
 
+class StacAsset(str):
+    """An asset's URL (or path) that knows its item's id: a str, so it goes wherever a scene
+    URL goes (GDAL, the manifest), and :func:`roadseg.io.remote.stem_of` names outputs by the id."""
+
+    item_id: str
+
+    def __new__(cls, href: str, item_id: str) -> StacAsset:  # noqa: PYI034 - Self is 3.11+
+        obj = super().__new__(cls, href)
+        obj.item_id = item_id
+        return obj
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:  # pickled to Dask workers
+        return (StacAsset, (str(self), self.item_id))
+
+
 def is_url(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a URL (``scheme://...``) rather than a local path."""
     return isinstance(path, str) and bool(_URL.match(path))
@@ -99,7 +114,10 @@ def name_of(scene: str | os.PathLike[str]) -> str:
 
 
 def stem_of(scene: str | os.PathLike[str]) -> str:
-    """The file name without its suffix: what a scene's outputs are named after."""
+    """What a scene's outputs are named after: its file name without the suffix, or a STAC
+    item's id."""
+    if isinstance(scene, StacAsset):
+        return scene.item_id
     return PurePosixPath(name_of(scene)).stem
 
 
@@ -138,6 +156,16 @@ def _filesystem(url: str) -> tuple[Any, str]:
             f"'{url}' needs a filesystem package ({exc}): pip install 'roadseg[cloud]'"
         ) from None
     return fs, root
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class RemoteFolder:
@@ -179,6 +207,17 @@ class RemoteFolder:
 
     def local(self, name: str) -> Path:
         return self.stage() / name
+
+    def sweep_stages(self) -> None:
+        """Remove this folder's staging folders whose process is gone (a killed Dask worker's),
+        and this process's own: call it when no writer of this run is left on this machine."""
+        import shutil
+
+        digest = hashlib.sha1(self.url.encode()).hexdigest()[:12]
+        for folder in Path(tempfile.gettempdir()).glob(f"roadseg-stage-{digest}-*"):
+            pid = int(folder.name.rsplit("-", 1)[1])
+            if pid == os.getpid() or not _alive(pid):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def exists(self, name: str) -> bool:
         return bool(self.fs.exists(self._key(name)))

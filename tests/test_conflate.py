@@ -172,11 +172,17 @@ def test_conflate_refuses_bad_maps(tmp_path, capsys):
     gpd.GeoDataFrame(geometry=[LineString([(10, 10), (10.01, 10)])], crs=4326).to_file(far)
     empty = tmp_path / "empty.geojson"
     gpd.GeoDataFrame(geometry=[], crs=4326).to_file(empty)
-    poly = tmp_path / "poly.geojson"
-    gpd.GeoDataFrame(geometry=[shapely.box(500000, 0, 500010, 10)], crs=UTM).to_file(poly)
-    for bad, words in ((far, "does not overlap"), (empty, "holds no road line"), (poly, "Polygon geometry")):
-        out = tmp_path / f"o_{bad.stem}"
-        assert main(["conflate", str(roads), "--map", str(bad), "--out-dir", str(out)]) == 2
+    points = tmp_path / "points.geojson"
+    gpd.GeoDataFrame(geometry=[shapely.Point(500000, 0)], crs=UTM).to_file(points)
+    cases = [
+        (far, [], "does not overlap"),
+        (empty, [], "holds no road line"),
+        (points, [], "Point geometry"),
+        (far, ["--map-where", "nosuchfield = 3"], "--map-where 'nosuchfield = 3' does not apply"),
+    ]
+    for i, (bad, extra, words) in enumerate(cases):
+        out = tmp_path / f"o_{i}"
+        assert main(["conflate", str(roads), "--map", str(bad), "--out-dir", str(out), *extra]) == 2
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) == 1
         assert not out.exists() or not any(out.iterdir())
@@ -186,3 +192,50 @@ def test_conflate_refuses_bad_maps(tmp_path, capsys):
     assert main(["conflate", str(roads), "--map", str(near), "--out-dir", str(ok), "-q"]) == 0
     assert main(["conflate", str(roads), "--map", str(near), "--out-dir", str(ok), "-q"]) == 2  # no overwrite
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_road_areas_become_centrelines(tmp_path):
+    """A 6 m x 200 m road polygon is drawn as one centreline of about its length, on its axis."""
+    from shapely.geometry import box
+
+    from roadseg.conflate.tool import read_map
+
+    road = box(500000, 4000000, 500200, 4000006)
+    house = box(500050, 4000020, 500060, 4000030)
+    gpd.GeoDataFrame({"cls": ["road", "building"]}, geometry=[road, house], crs=UTM).to_file(
+        tmp_path / "lc.gpkg"
+    )
+    lines = read_map(tmp_path / "lc.gpkg", "cls = 'road'")
+    assert set(lines.geometry.geom_type) == {"LineString"}
+    assert 190 <= lines.geometry.length.sum() <= 202
+    axis = LineString([(500000, 4000003), (500200, 4000003)])
+    assert lines.geometry.hausdorff_distance(axis).max() < 6
+
+
+@pytest.mark.heavy  # two predictions of a New Brunswick clip, about 15 s
+def test_new_brunswick_road_area_removed_from_the_map_comes_back(tmp_path):
+    """A land-cover map's road polygons (class 3) as the map: complete, nothing is missing; with
+    one road polygon removed, what the model sees of that road comes back as missing, on it."""
+    nb = SHARED / "nrcan_new_brunswick_roads"
+    if not nb.is_dir():
+        pytest.skip("../shared/data/nrcan_new_brunswick_roads not present")
+    scene = nb / "23322E759967N_clipped_1m_1of2.tif"
+    areas = pyogrio.read_dataframe(nb / "BakerLake_2017_clipped.gpkg", where="Quatreclasses = '3'")
+    pyogrio.write_dataframe(areas.drop(index=1), tmp_path / "without.gpkg")
+    summaries = {}
+    for name, map_path, where in (
+        ("full", nb / "BakerLake_2017_clipped.gpkg", "Quatreclasses = '3'"),
+        ("without", tmp_path / "without.gpkg", None),
+    ):
+        argv = ["conflate", str(scene), "--map", str(map_path), "--out-dir", str(tmp_path / name), "-q"]
+        assert main(argv + (["--map-where", where] if where else [])) == 0
+        summaries[name] = json.loads((tmp_path / name / "summary.json").read_text())
+    full, without = summaries["full"], summaries["without"]
+    assert full["missing_km"] == 0 and full["predicted_km"] > 0.1
+    lost = (
+        full["matched_km"] - without["matched_km"]
+    )  # predicted road that only the removed polygon explained
+    assert lost > 0.03 and without["missing_km"] >= 0.8 * lost
+    missing = pyogrio.read_dataframe(tmp_path / "without" / "missing.gpkg", layer="missing")
+    removed = areas.loc[1, "geometry"]
+    assert missing.to_crs(areas.crs).geometry.distance(removed).max() < 12

@@ -25,7 +25,9 @@ def conflate_cmd(
     map_path: Annotated[
         Path,
         typer.Option(
-            "--map", help="The existing road map: .osm, .osm.pbf, .geojson or .gpkg lines, any CRS."
+            "--map",
+            help="The existing road map: .osm, .osm.pbf, .geojson or .gpkg lines (or road areas: their "
+            "centrelines are drawn), any CRS.",
         ),
     ],
     out_dir: Annotated[
@@ -44,6 +46,14 @@ def conflate_cmd(
     ] = 0.5,
     cell_m: Annotated[float, typer.Option(help="Side of the completeness grid's cells (m).")] = 250.0,
     osm_tag: Annotated[str, typer.Option(help="Tag of every new way in missing.osm.")] = "highway=road",
+    map_where: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SQL",
+            help="Keep only the map features this OGR SQL filter selects, e.g. \"Quatreclasses = '3'\" "
+            "(the road class of a land-cover layer).",
+        ),
+    ] = None,
     all_classes: Annotated[
         bool,
         typer.Option(
@@ -86,6 +96,7 @@ def conflate_cmd(
         ),
         exclude=() if all_classes else ConflateOptions().exclude,
         osm_tag=osm_tag,
+        map_where=map_where,
     )
     with contextlib.ExitStack() as stack:
         area = None

@@ -52,11 +52,19 @@ class ConflateOptions:
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     #: tag of every new way in missing.osm
     osm_tag: str = "highway=road"
+    #: OGR SQL filter on the map's attributes (``--map-where "Quatreclasses = '3'"``)
+    map_where: str | None = None
 
 
-def read_map(path: Path) -> Any:
-    """The map's road lines as a GeoDataFrame: ``.osm``/``.osm.pbf`` (GDAL's OSM driver),
-    GeoJSON or GeoPackage lines."""
+#: road areas become centrelines on a grid of this pixel size (metres); larger grids are refused
+AREA_PIXEL_M = 0.5
+AREA_MAX_PX = 200_000_000
+
+
+def read_map(path: Path, where: str | None = None) -> Any:
+    """The map's roads as lines in a GeoDataFrame: ``.osm``/``.osm.pbf`` (GDAL's OSM driver),
+    GeoJSON or GeoPackage lines, or road areas (polygons), whose centrelines are drawn.
+    ``where``: an OGR SQL filter on the attributes (a land-cover layer's road class)."""
     import geopandas as gpd
     import pyogrio
 
@@ -66,26 +74,83 @@ def read_map(path: Path) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if name.endswith((".osm", ".osm.pbf", ".pbf")):
+                if where is not None:
+                    raise InputError(
+                        f"--map-where filters GeoPackage and GeoJSON maps; '{path}' is OSM: its classes are "
+                        "chosen by the highway tag (--all-classes keeps every one)"
+                    )
                 df = read_osm_lines(path)
             else:
                 layers = [n for n, g in pyogrio.list_layers(path) if g and "LINE" in str(g).upper()]
-                df = pyogrio.read_dataframe(path, layer=layers[0] if layers else None)
+                df = pyogrio.read_dataframe(path, layer=layers[0] if layers else None, where=where)
     except pyogrio.errors.DataSourceError as exc:
         raise InputError(f"--map '{path}' cannot be read ({str(exc).splitlines()[0][:160]})") from None
+    except (pyogrio.errors.DataLayerError, ValueError, SyntaxError) as exc:
+        raise InputError(
+            f"--map-where '{where}' does not apply to '{path}' ({str(exc).splitlines()[0][:160]})"
+        ) from None
     if not isinstance(df, gpd.GeoDataFrame) or df.geometry is None:
         raise InputError(f"--map '{path}' has no geometry; expected road lines")
     df = df[df.geometry.notna() & ~df.geometry.is_empty]
     if len(df) == 0:
         raise InputError(f"--map '{path}' holds no road line; is it the right file (or an empty extract)?")
     kinds = set(df.geometry.geom_type)
-    if not kinds <= {"LineString", "MultiLineString"}:
+    if not kinds <= {"LineString", "MultiLineString", "Polygon", "MultiPolygon"}:
         raise InputError(
-            f"--map '{path}' holds {', '.join(sorted(kinds))} geometry; expected road lines (centrelines), "
-            "not areas or points"
+            f"--map '{path}' holds {', '.join(sorted(kinds))} geometry; expected road lines (centrelines) "
+            "or road areas (polygons)"
         )
     if df.crs is None:
         raise InputError(f"--map '{path}' has no CRS; save it with one (OSM data is EPSG:4326)")
+    areas = df.geometry.geom_type.isin(["Polygon", "MultiPolygon"])
+    if areas.any():
+        df = _with_centrelines(df, areas, path)
     return df
+
+
+def _with_centrelines(df: Any, areas: Any, path: Path) -> Any:
+    """Road areas (a land-cover map's road polygons) replaced by their centrelines: rasterized
+    at AREA_PIXEL_M in a metric CRS and vectorized by roadseg's own skeleton and graph code,
+    so map and prediction lines are drawn the same way."""
+    import tempfile
+
+    import geopandas as gpd
+    import numpy as np
+    import pandas as pd
+    import pyogrio
+    import rasterio
+    from affine import Affine
+    from rasterio.features import rasterize
+
+    from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
+
+    polys = df[areas]
+    utm = polys.estimate_utm_crs() if polys.crs.is_geographic else polys.crs
+    polys_m = polys.to_crs(utm)
+    minx, miny, maxx, maxy = polys_m.total_bounds
+    pad = 4 * AREA_PIXEL_M
+    width = int(np.ceil((maxx - minx + 2 * pad) / AREA_PIXEL_M))
+    height = int(np.ceil((maxy - miny + 2 * pad) / AREA_PIXEL_M))
+    if width * height > AREA_MAX_PX:
+        raise InputError(
+            f"--map '{path}' road areas span {width * height / 1e6:.0f} Mpx at {AREA_PIXEL_M} m; clip the map to the "
+            "scene or filter it with --map-where"
+        )
+    transform = Affine(AREA_PIXEL_M, 0, minx - pad, 0, -AREA_PIXEL_M, maxy + pad)
+    mask = rasterize(
+        ((g, 1) for g in polys_m.geometry), out_shape=(height, width), transform=transform, dtype="uint8"
+    )
+    with tempfile.TemporaryDirectory(prefix="roadseg-areas-") as tmp:
+        tif, gpkg = Path(tmp) / "areas.tif", Path(tmp) / "centrelines.gpkg"
+        profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint8"}
+        with rasterio.open(tif, "w", **profile, crs=utm, transform=transform) as dst:
+            dst.write(mask, 1)
+        opts = VectorizeOptions(progress=False, style=False, min_length_m=5.0, hole_area_m2=4.0)
+        vectorize_raster(tif, gpkg, opts)
+        lines = pyogrio.read_dataframe(gpkg, layer="roads")
+    log.info("--map '%s': %d road areas drawn as %d centrelines", path, len(polys), len(lines))
+    lines = gpd.GeoDataFrame(geometry=lines.geometry.values, crs=lines.crs).to_crs(df.crs)
+    return gpd.GeoDataFrame(pd.concat([df[~areas], lines], ignore_index=True), crs=df.crs)
 
 
 def _class_column(df: Any) -> str | None:
@@ -124,7 +189,7 @@ def conflate(
         pred = pyogrio.read_dataframe(roads, layer="roads" if roads.suffix.lower() == ".gpkg" else None)
     if pred.crs is None:
         raise InputError(f"roads '{roads}' have no CRS: conflation needs map coordinates")
-    mapped = read_map(map_path)
+    mapped = read_map(map_path, opts.map_where)
     column = _class_column(mapped)
     if column is not None and opts.exclude:
         mapped = mapped[~mapped[column].astype(str).isin(opts.exclude)]

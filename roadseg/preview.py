@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from rasterio.enums import Resampling
 
 from roadseg.io.atomic import atomic_path
-from roadseg.io.raster import Stretch, open_raster, select_bands
+from roadseg.io.raster import Stretch, open_raster, read_checked, select_bands
 
 MAX_SIDE = 1200
 
@@ -26,7 +26,7 @@ def _read_rgb(ds: Any, shape: tuple[int, int], bands: Sequence[int] | None) -> n
         warnings.simplefilter("ignore")  # predict already said so about a single band
         chosen = select_bands(ds.count, bands, 3, ds.name)
     unique = sorted(set(chosen))
-    data = ds.read(unique, out_shape=(len(unique), *shape), resampling=Resampling.average)
+    data = read_checked(ds, ds.read, unique, out_shape=(len(unique), *shape), resampling=Resampling.average)
     rgb = Stretch.of_scene(ds, unique).apply(data)[[unique.index(b) for b in chosen]]
     return rgb.transpose(1, 2, 0)
 
@@ -54,7 +54,9 @@ def render_preview(
             rgb = np.full((*shape, 3), 40, np.float32)
     if prob is not None:
         with open_raster(prob) as ps:
-            p = ps.read(1, out_shape=shape, resampling=Resampling.bilinear).astype(np.float32)
+            p = read_checked(ps, ps.read, 1, out_shape=shape, resampling=Resampling.bilinear).astype(
+                np.float32
+            )
             p = p / 255 if ps.dtypes[0] == "uint8" else p
         alpha = np.clip(p, 0, 1)[..., None] * 0.6
         rgb = rgb * (1 - alpha) + np.array([255, 40, 40], np.float32) * alpha

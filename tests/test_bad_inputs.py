@@ -779,3 +779,57 @@ def test_blank_lines_and_comments_in_a_scene_list_are_skipped(ws, tmp_path, monk
         "scene.prob.tif",
         "scene.roads.gpkg",
     ]
+
+
+DAMAGED = [  # every command that reads a raster, given the same truncated GeoTIFF
+    ["predict", "{ws}/trunc.tif", *TINY, "--prob-out", "{ws}/p.tif"],
+    ["vectorize", "{ws}/trunc.tif", "--out", "{ws}/r.gpkg"],
+    ["evaluate", "--pred", "{ws}/trunc.tif", "--truth", "{ws}/prob.tif"],
+    ["conflate", "{ws}/trunc.tif", "--map", "{ws}/lines.geojson", "--out-dir", "{ws}/c", *TINY],
+]
+UNWRITABLE = [  # every command's output option, pointed at a folder where nothing can be created
+    ["predict", SCENE, *TINY, "--prob-out", "/proc/roadseg/p.tif"],
+    ["predict", SCENE, *TINY, "--out", "/proc/roadseg/r.gpkg"],
+    ["predict", SCENE, *TINY, "--out-dir", "/proc/roadseg"],
+    ["vectorize", "{ws}/prob.tif", "--out", "/proc/roadseg/r.gpkg"],
+    ["evaluate", "--pred", "{ws}/prob.tif", "--truth", "{ws}/prob.tif", "--per-image", "/proc/roadseg/e.csv"],
+    ["conflate", "{ws}/lines.geojson", "--map", "{ws}/lines.geojson", "--out-dir", "/proc/roadseg"],
+    ["export", "{ws}/tiny.pt", "--out", "/proc/roadseg/m.onnx"],
+    ["train", "--data", "{ws}/dg", "--out", "/proc/roadseg/run"],
+]
+
+
+def _one_error(ws, argv, capsys) -> tuple[int, str]:
+    rc = main([a.format(ws=ws) for a in argv] + ["-q"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    return rc, lines[0]
+
+
+def test_every_command_names_a_damaged_raster_the_same_way(ws, capsys, monkeypatch):
+    monkeypatch.chdir(ws)
+    before = _tree(ws)
+    for argv in DAMAGED:
+        rc, line = _one_error(ws, argv, capsys)
+        assert rc == 2 and "'" in line and "trunc.tif" in line, (argv[0], line)
+        assert "not a raster GDAL can read" in line or "damaged or truncated" in line, (argv[0], line)
+    assert _tree(ws) == before
+
+
+def test_every_command_refuses_an_unwritable_output_before_any_work(ws, capsys, monkeypatch):
+    """Refused at the door: no model is loaded and no training data is read first."""
+    from roadseg.inference import runtime
+    from roadseg.train import loop
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output was checked")
+
+    monkeypatch.setattr(runtime, "load_predictor", no_work)
+    monkeypatch.setattr(loop, "build_run", no_work)
+    monkeypatch.chdir(ws)
+    before = _tree(ws)
+    for argv in UNWRITABLE:
+        rc, line = _one_error(ws, argv, capsys)
+        assert rc == 2 and "/proc" in line, (argv[0], line)
+        assert ".part" not in line and "Errno" not in line, line
+    assert _tree(ws) == before

@@ -292,4 +292,4 @@ def test_pieces_with_and_without_a_crs_are_refused(tmp_path, capsys):
         tmp_path / "b.tif", np.zeros((64, 64), np.uint8), crs=None, transform=Affine(1, 0, 64, 0, -1, 0)
     )
     assert main(["vectorize", str(a), str(b), "--out", str(tmp_path / "r.gpkg"), "-q"]) == 2
-    assert "some rasters have a CRS" in capsys.readouterr().err and not (tmp_path / "r.gpkg").exists()
+    assert "1 of 2 rasters have no CRS" in capsys.readouterr().err and not (tmp_path / "r.gpkg").exists()

@@ -74,12 +74,13 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None, RoadRasterKind, tu
     """Band 1, its validity where the raster declares any (nodata value, mask band or alpha:
     predict writes its no-data as a mask band), what it holds (io.kinds' one rule), and its
     grid (CRS, transform)."""
-    from roadseg.io.raster import has_invalid_pixels, open_raster
+    from roadseg.io.raster import has_invalid_pixels, open_raster, read_checked
 
     with open_raster(path) as ds:
         kind = road_raster_kind(ds)
         grid = (ds.crs, ds.transform)
-        return ds.read(1), (ds.read_masks(1) > 0 if has_invalid_pixels(ds) else None), kind, grid
+        valid = read_checked(ds, ds.read_masks, 1) > 0 if has_invalid_pixels(ds) else None
+        return read_checked(ds, ds.read, 1), valid, kind, grid
 
 
 def _check_same_grid(pred: Path, p_grid: tuple[Any, Any], truth: Path, t_grid: tuple[Any, Any]) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from rasterio.enums import Resampling
 
 from roadseg.errors import InputError
+from roadseg.io.raster import read_checked
 
 #: tag roadseg writes on its probability rasters
 KIND_TAG = "ROADSEG_KIND"
@@ -56,7 +57,7 @@ def road_raster_kind(ds: Any) -> RoadRasterKind:
     lo, hi = np.inf, -np.inf
     seen: set[float] = set()
     for _, win in ds.block_windows(1):
-        block = ds.read(1, window=win, masked=True).compressed()
+        block = read_checked(ds, ds.read, 1, window=win, masked=True).compressed()
         if block.size == 0:
             continue
         if dtype.kind == "f":
@@ -88,7 +89,7 @@ def road_raster_kind(ds: Any) -> RoadRasterKind:
 
 def _only(ds: Any, values: tuple[int, ...]) -> bool:
     for _, win in ds.block_windows(1):
-        if not np.isin(ds.read(1, window=win, masked=True).compressed(), values).all():
+        if not np.isin(read_checked(ds, ds.read, 1, window=win, masked=True).compressed(), values).all():
             return False
     return True
 
@@ -97,5 +98,5 @@ def _bands_identical(ds: Any) -> bool:
     factor = max(1.0, max(ds.height, ds.width) / _CHECK_SIDE)
     shape = (max(1, round(ds.height / factor)), max(1, round(ds.width / factor)))
     bands = [b for b in range(1, ds.count + 1) if ds.colorinterp[b - 1].name != "alpha"]
-    data = ds.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest)
+    data = read_checked(ds, ds.read, bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest)
     return bool((data == data[:1]).all())

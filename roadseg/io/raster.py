@@ -212,7 +212,7 @@ def has_valid_pixels(ds: Any) -> bool:
     return bool((read_checked(ds, ds.dataset_mask, out_shape=shape, resampling=Resampling.nearest) > 0).any())
 
 
-def read_checked(ds: Any, read: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+def read_checked(ds: Any, read: Any, *args: Any, **kwargs: Any) -> Any:  # an ndarray, masked if asked
     """Call a reading method of ``ds``; a damaged or truncated file becomes one line naming it."""
     try:
         return read(*args, **kwargs)

@@ -23,7 +23,7 @@ from roadseg.checkpoint import load_model, read_checkpoint
 from roadseg.config import TrainConfig, config_from_dict, to_dict
 from roadseg.devices import amp_dtype, autocast, channels_last, resolve_device
 from roadseg.errors import InputError
-from roadseg.io.paths import check_run_folder
+from roadseg.io.paths import check_creatable, check_output_path, check_run_folder
 from roadseg.models import RoadModel, create_model
 from roadseg.normalization import IMAGENET, OFFICIAL_DLINKNET, Normalization
 from roadseg.train.dataset import build_datasets, discover
@@ -167,6 +167,10 @@ def check_run_dir(
         [Path(cfg.data.root)] if cfg.data.root else []
     )
     check_run_folder(run_dir, roots)
+    if run_dir.is_dir():
+        check_output_path(run_dir / "config.yaml")  # a folder we cannot write, found before any work
+    else:
+        check_creatable(run_dir)
 
 
 def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool) -> Run:

@@ -26,7 +26,7 @@ from roadseg import progress
 from roadseg.errors import InputError
 from roadseg.io.kinds import road_raster_kind
 from roadseg.io.paths import check_output_path
-from roadseg.io.raster import has_invalid_pixels, open_raster, pixel_size_m
+from roadseg.io.raster import has_invalid_pixels, open_raster, pixel_size_m, read_checked
 from roadseg.io.styles import embeds_style, sidecar, write_style
 from roadseg.vectorize import graph as G
 from roadseg.vectorize.geo import (
@@ -110,9 +110,9 @@ class _BlockReader:
 
     def __call__(self, win: Window) -> np.ndarray:
         ds = _open_cached(self.path)
-        mask = ds.read(1, window=win) >= self.threshold
+        mask = read_checked(ds, ds.read, 1, window=win) >= self.threshold
         if self.has_mask:
-            mask &= ds.read_masks(1, window=win) > 0
+            mask &= read_checked(ds, ds.read_masks, 1, window=win) > 0
         return mask
 
 
@@ -261,7 +261,7 @@ def _mean_values(ds: Any, xy: np.ndarray, scale: float) -> float:
     rows = np.clip(np.rint(xy[:, 1]).astype(int), 0, ds.height - 1)
     c0, r0 = cols.min(), rows.min()
     win = Window(c0, r0, cols.max() - c0 + 1, rows.max() - r0 + 1)
-    values = ds.read(1, window=win)[rows - r0, cols - c0]
+    values = read_checked(ds, ds.read, 1, window=win)[rows - r0, cols - c0]
     return float(values.mean() / scale)
 
 

@@ -141,3 +141,25 @@ def _restore_logging():
     yield
     root.setLevel(level)
     root.handlers[:] = handlers
+
+
+def kill_a_writer(holds, killed: list, stop) -> None:
+    """Kill (SIGKILL) the first child process seen holding open a file whose path ``holds(path)``
+    accepts (a worker mid-write); its pid goes to ``killed``. Run on a thread until ``stop``."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    me = psutil.Process()
+    while not stop.is_set() and not killed:
+        for child in me.children(recursive=True):
+            try:
+                if any(holds(f.path) for f in child.open_files()):
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+                    return
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        time.sleep(0.01)

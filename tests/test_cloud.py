@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from conftest import road_image, write_raster
+from conftest import kill_a_writer, road_image, write_raster
 
 from roadseg.cli import main
 
@@ -318,10 +318,7 @@ def test_a_local_stac_item_with_a_chosen_asset(tmp_path, varied_checkpoint, caps
 def test_cluster_from_s3_to_s3_survives_a_killed_worker(tmp_path, s3, varied_checkpoint):
     """local:2 workers read scenes from S3 and upload their own outputs; a worker killed while
     writing has its scene run again elsewhere: every output is in the bucket once, complete."""
-    import signal
-    import time
-
-    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("psutil")
     pytest.importorskip("distributed")
     for i in range(4):
         s3.put_file(str(_cog(tmp_path / f"t{i}.tif", size=320, seed=i)), f"{BUCKET}/cl/in/t{i}.tif")
@@ -342,20 +339,8 @@ def test_cluster_from_s3_to_s3_survives_a_killed_worker(tmp_path, s3, varied_che
 
     killed, stop = [], threading.Event()
 
-    def kill_a_writer():
-        me = psutil.Process()
-        while not stop.is_set() and not killed:
-            for child in me.children(recursive=True):
-                try:
-                    if any(".part" in f.path and "roadseg-stage-" in f.path for f in child.open_files()):
-                        os.kill(child.pid, signal.SIGKILL)
-                        killed.append(child.pid)
-                        return
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-            time.sleep(0.01)
-
-    killer = threading.Thread(target=kill_a_writer, daemon=True)
+    holds = lambda p: ".part" in p and "roadseg-stage-" in p
+    killer = threading.Thread(target=kill_a_writer, args=(holds, killed, stop), daemon=True)
     killer.start()
     out = f"s3://{BUCKET}/cl/out"
     try:

@@ -3,12 +3,10 @@ worker killed mid-write has its scene run again with nothing half-written left."
 
 import csv
 import os
-import signal
 import threading
-import time
 
 import pytest
-from conftest import write_tiles
+from conftest import kill_a_writer, write_tiles
 
 from roadseg.cli import main
 from roadseg.cluster import parse_cluster
@@ -33,21 +31,6 @@ def _argv(src, out, ckpt, *extra):
     ]
 
 
-def _kill_a_writer(out, killed, stop):
-    """Kill (SIGKILL) the first worker process seen holding a temporary output file open."""
-    me = psutil.Process()
-    while not stop.is_set() and not killed:
-        for child in me.children(recursive=True):
-            try:
-                if any(".part" in f.path and str(out) in f.path for f in child.open_files()):
-                    os.kill(child.pid, signal.SIGKILL)
-                    killed.append(child.pid)
-                    return
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        time.sleep(0.01)
-
-
 @pytest.mark.heavy  # a 2-worker Dask cluster, about 30 s
 def test_cluster_run_matches_sequential_bytes_and_survives_a_killed_worker(tmp_path, varied_checkpoint):
     src = write_tiles(tmp_path / "tiles", 6, 384, broken_bytes=4000)
@@ -60,7 +43,9 @@ def test_cluster_run_matches_sequential_bytes_and_survives_a_killed_worker(tmp_p
 
     out = tmp_path / "cl"
     killed, stop = [], threading.Event()
-    killer = threading.Thread(target=_kill_a_writer, args=(out, killed, stop), daemon=True)
+    killer = threading.Thread(
+        target=kill_a_writer, args=(lambda p: ".part" in p and str(out) in p, killed, stop), daemon=True
+    )
     killer.start()
     try:
         assert main(_argv(src, out, varied_checkpoint, "--cluster", "local:2")) == 1

@@ -70,8 +70,8 @@ _KINDS = {"prob": "geotiff", "mask": "geotiff", "roads": "vector", "preview": "p
 
 def check_job(job: SceneJob, *, checkpoint: Path | None = None, style: bool = True) -> None:
     """Refuse a job that cannot end well, before any work: nothing to write, an output that
-    would replace an input or another output, a folder that cannot be written, GeoJSON lines
-    for a scene that has no CRS."""
+    would replace an input or another output, a folder that cannot be written, a scene that
+    cannot be opened, GeoJSON lines for a scene that has no CRS."""
     outputs = job.outputs()
     if not outputs:
         raise InputError("nothing to write: give --out roads.geojson, --prob-out, --mask-out or --preview")
@@ -83,11 +83,12 @@ def check_job(job: SceneJob, *, checkpoint: Path | None = None, style: bool = Tr
         preview = {}
     scene = job.scene if isinstance(job.scene, Path) else None  # a URL cannot be overwritten from here
     check_outputs({"scene": scene, "--checkpoint": checkpoint}, {**with_styles(named, style), **preview})
-    if job.roads is not None:
-        from roadseg.io.raster import open_raster
-        from roadseg.vectorize.geo import check_placeable
+    from roadseg.io.raster import open_raster
 
-        with open_raster(job.scene) as ds:
+    with open_raster(job.scene) as ds:  # a missing or unreadable scene, before the model loads
+        if job.roads is not None:
+            from roadseg.vectorize.geo import check_placeable
+
             check_placeable(job.roads, ds.crs, str(job.scene))
 
 

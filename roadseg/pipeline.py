@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from roadseg.errors import InputError
-from roadseg.inference.predict import PredictOptions, PredictResult, predict_raster
+from roadseg.inference.predict import PredictOptions, PredictResult, check_options, predict_raster
 from roadseg.inference.runtime import Predictor
 from roadseg.io.paths import check_output_path, check_outputs, with_styles
 
@@ -68,10 +68,15 @@ class SceneResult:
 _KINDS = {"prob": "geotiff", "mask": "geotiff", "roads": "vector", "preview": "png"}
 
 
-def check_job(job: SceneJob, *, checkpoint: Path | None = None, style: bool = True) -> None:
+def check_job(
+    job: SceneJob, *, checkpoint: Path | None = None, options: PredictOptions | None = None
+) -> None:
     """Refuse a job that cannot end well, before any work: nothing to write, an output that
     would replace an input or another output, a folder that cannot be written, a scene that
-    cannot be opened, GeoJSON lines for a scene that has no CRS."""
+    cannot be opened, GeoJSON lines for a scene that has no CRS, options out of range."""
+    options = options or PredictOptions()
+    check_options(options)
+    style = options.style
     outputs = job.outputs()
     if not outputs:
         raise InputError("nothing to write: give --out roads.geojson, --prob-out, --mask-out or --preview")
@@ -100,7 +105,7 @@ def run_scene(job: SceneJob, predictor: Predictor, options: PredictOptions) -> S
     """
     from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
 
-    check_job(job, style=options.style)
+    check_job(job, options=options)
     with _prob_target(job) as prob_path:
         prediction = predict_raster(
             job.scene,

@@ -386,6 +386,9 @@ def run_batch(
     executor = executor or Sequential()
     folder: Folder = out_dir if isinstance(out_dir, RemoteFolder) else LocalFolder(out_dir)
     check_scene_outputs(scenes, folder, outputs, options.style)
+    from roadseg.inference.predict import check_options
+
+    check_options(options)  # before the model loads
     executor.prepare(checkpoint, options)
     stage = folder.stage() if isinstance(folder, RemoteFolder) else folder.path
     created = not stage.exists()

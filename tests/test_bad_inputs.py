@@ -833,3 +833,21 @@ def test_every_command_refuses_an_unwritable_output_before_any_work(ws, capsys, 
         assert rc == 2 and "/proc" in line, (argv[0], line)
         assert ".part" not in line and "Errno" not in line, line
     assert _tree(ws) == before
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--gsd", "inf"], ["--threshold", "1.5"], ["--pixel-size", "-1"], ["--batch-size", "0"], ["--gsd", "x"]],
+)
+@pytest.mark.parametrize("many", [False, True])
+def test_predict_options_are_checked_before_the_model_loads(ws, capsys, monkeypatch, extra, many):
+    from roadseg.inference import runtime
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(runtime, "load_predictor", no_work)
+    out = ["--out-dir", f"{ws}/never"] if many else ["--prob-out", f"{ws}/never.tif"]
+    rc, line = _one_error(ws, ["predict", SCENE, *TINY, *out, *extra], capsys)
+    assert rc == 2 and extra[0] in line, line
+    assert not (ws / "never").exists() and not (ws / "never.tif").exists()

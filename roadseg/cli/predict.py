@@ -205,7 +205,7 @@ def _predict_one(
         roads=single["--out"],
         preview=single["--preview"],
     )
-    check_job(job, checkpoint=checkpoint, style=opts.style)
+    check_job(job, checkpoint=checkpoint, options=opts)
     predictor = load_predictor(checkpoint, device=opts.device, amp=opts.amp)
     result = run_scene(job, predictor, opts)
     if not quiet:

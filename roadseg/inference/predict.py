@@ -260,7 +260,7 @@ def predict_raster(
     if prob_out is None and mask_out is None:
         raise InputError("nothing to write: give --prob-out, --mask-out or --out")
     outs = [check_output_path(p) for p in (prob_out, mask_out) if p is not None]
-    _check_options(opts)
+    check_options(opts)
     if predictor is None:
         predictor = load_predictor(checkpoint, device=opts.device, amp=opts.amp)
     predictor.set_threads(opts.threads)
@@ -325,7 +325,7 @@ def predict_raster(
     )
 
 
-def _check_options(opts: PredictOptions) -> None:
+def check_options(opts: PredictOptions) -> None:
     """Every option that can be checked before the model and the scene are opened."""
     if opts.prob_dtype not in ("uint8", "float32"):
         raise InputError(f"--prob-dtype must be uint8 or float32, got '{opts.prob_dtype}'")

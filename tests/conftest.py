@@ -135,9 +135,11 @@ def paris_crop(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _restore_logging():
     """A CLI call sets the root logger's level (ERROR with -q) and handlers for the process;
-    put them back so a later test's caplog sees the records it asserts on."""
+    start each test at Python's default level and put the handlers back after it, so caplog
+    sees the warnings a test asserts on."""
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
+    root.setLevel(logging.WARNING)  # Python's default, whatever a module-scoped fixture's CLI call set
     yield
     root.setLevel(level)
     root.handlers[:] = handlers

@@ -112,7 +112,8 @@ def test_imports_run_one_way():
 
 def test_one_function_chains_predict_vectorize_and_preview():
     """predict_raster is called by the pipeline only; vectorize_raster and render_preview also by
-    the vectorize command, which has no prediction to chain."""
+    the vectorize command, which has no prediction to chain (and vectorize_raster by conflate,
+    which draws road areas of a map as lines)."""
     callers: dict[str, set[str]] = {
         "predict_raster": set(),
         "vectorize_raster": set(),
@@ -123,5 +124,10 @@ def test_one_function_chains_predict_vectorize_and_preview():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in callers:
                 callers[node.func.id].add(name)
     assert callers["predict_raster"] == {"roadseg.pipeline"}
-    assert callers["vectorize_raster"] == {"roadseg.pipeline", "roadseg.cli.vectorize"}
+    # conflate draws a map's road areas as centrelines with the same code as predicted lines
+    assert callers["vectorize_raster"] == {
+        "roadseg.pipeline",
+        "roadseg.cli.vectorize",
+        "roadseg.conflate.tool",
+    }
     assert callers["render_preview"] == {"roadseg.pipeline", "roadseg.cli.vectorize"}

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from roadseg.config import TrainConfig, save_config
+from roadseg.errors import InputError
 from roadseg.progress import bar as progress_bar
 from roadseg.train.engine import TrainingDiverged, train_epoch, validate
 from roadseg.train.run import Run, build_run, check_run_dir
@@ -30,6 +32,54 @@ __all__ = ["TrainingDiverged", "fit"]
 log = logging.getLogger(__name__)
 
 LOG_FIELDS = ["epoch", "step", "train_loss", "val_loss", "val_iou", "val_f1", "lr", "images_per_s", "seconds"]
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What ``roadseg train`` was asked: a config (or the run to resume), typed flags that
+    override config keys (``flags``: key -> value, None: not given) and ``--set`` overrides."""
+
+    config: Path | None = None
+    out: Path | None = None
+    resume: Path | None = None
+    overwrite: bool = False
+    overrides: tuple[str, ...] = ()
+    flags: dict[str, Any] = field(default_factory=dict)
+
+
+def train(request: TrainRequest, *, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Resolve the config and the run folder of ``request`` and :func:`fit` it; returns the run
+    folder and the last epoch's row. ``--resume DIR`` reads DIR/config.yaml unless a config is
+    given, and a time limit belongs to one invocation, not to the run."""
+    from roadseg.config import load_config
+
+    overrides = list(request.overrides)
+    overrides += [f"{key}={value}" for key, value in request.flags.items() if value is not None]
+    config_path, resume = request.config, request.resume
+    if resume is not None:
+        if not (resume / "last.pt").is_file():
+            what = (
+                "does not exist"
+                if not resume.exists()
+                else "is a file (give the run folder that holds it)"
+                if resume.is_file()
+                else "holds no run (no last.pt)"
+            )
+            raise InputError(f"--resume '{resume}' {what}; --resume takes the --out folder of an earlier run")
+        if config_path is None:
+            config_path = resume / "config.yaml"
+        if request.flags.get("max_minutes") is None:
+            overrides.append("max_minutes=0")
+    cfg = load_config(config_path, overrides)
+    if resume is not None:
+        run_dir = resume
+    else:
+        run_dir = request.out or Path("runs") / f"{cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    inputs = {"--config": config_path} if config_path is not None and resume is None else {}
+    row = fit(
+        cfg, run_dir, resume=resume is not None, overwrite=request.overwrite, progress=progress, inputs=inputs
+    )
+    return run_dir, row
 
 
 def fit(

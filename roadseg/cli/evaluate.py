@@ -23,20 +23,14 @@ def evaluate_cmd(
 ) -> None:
     """Score predictions: pixel IoU/F1/relaxed P-R/breakeven, or graph APLS/TOPO."""
     setup(verbose, quiet)
-    import csv
     import json
 
     from roadseg.evaluate.tool import evaluate
 
     check_outputs({"--pred": pred, "--truth": truth}, {"--per-image": (per_image, "csv")})
     res = evaluate(pred, truth, relax_px=relax_px)
-    if per_image is not None and res.rows:
-        from roadseg.io.atomic import atomic_path
-
-        with atomic_path(per_image) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(res.rows[0]))
-            writer.writeheader()
-            writer.writerows(res.rows)
+    if per_image is not None:
+        res.write_rows(per_image)
     if json_:
         typer.echo(json.dumps({k: round(v, 6) for k, v in res.metrics.items()}))
         return

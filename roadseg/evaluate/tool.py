@@ -30,6 +30,19 @@ class EvalResult:
     metrics: dict[str, float] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
 
+    def write_rows(self, path: Path) -> None:
+        """The per-image rows as CSV, written atomically (``--per-image``)."""
+        import csv
+
+        from roadseg.io.atomic import atomic_path
+
+        if not self.rows:
+            return
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+            writer.writeheader()
+            writer.writerows(self.rows)
+
 
 def sample_id(path: Path) -> str:
     """The pairing id of a file: its stem without the usual role suffixes."""

@@ -2,7 +2,7 @@ import subprocess
 import sys
 
 import rasterio
-from conftest import FAST_PREDICT
+from conftest import FAST_PREDICT, road_image, write_raster
 
 from roadseg.cli import main
 
@@ -389,3 +389,15 @@ def test_sigterm_inside_gdal_is_still_a_sigterm(tmp_path, tiny_checkpoint, monke
     assert rc == 143
     assert capsys.readouterr().err.strip() == "terminated (SIGTERM); no partial output was left behind"
     assert not (tmp_path / "p.tif").exists() and not list(tmp_path.glob(".*part*"))
+
+
+def test_quiet_and_verbose_work_before_or_after_the_command(tmp_path, capsys):
+    """`roadseg -q predict ...` and `roadseg predict ... -q` are the same; the root flags do not
+    leak into the next call in the same process."""
+    scene = tmp_path / "s.tif"
+    write_raster(scene, road_image(64, 64))
+    for i, argv in enumerate((["-q", "predict", str(scene)], ["predict", str(scene), "-q"])):
+        assert main([*argv, "--prob-out", str(tmp_path / f"p{i}.tif"), "--tta", "none"]) == 0
+        assert capsys.readouterr().err == ""
+    assert main(["predict", str(scene), "--prob-out", str(tmp_path / "p2.tif"), "--tta", "none"]) == 0
+    assert "wrote" in capsys.readouterr().err  # not quiet any more

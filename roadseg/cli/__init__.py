@@ -63,7 +63,7 @@ def _interrupted() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map errors to one-line messages and exit codes."""
-    STATE["terminated"] = False
+    STATE.update(terminated=False, verbose=False, root_verbose=False, root_quiet=False)
     from roadseg import progress
 
     progress.set_mode("bar")  # until the --progress option is read

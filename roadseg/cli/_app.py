@@ -84,7 +84,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-STATE = {"verbose": False, "terminated": False}
+STATE = {"verbose": False, "terminated": False, "root_verbose": False, "root_quiet": False}
 
 
 def _version(value: bool) -> None:
@@ -109,8 +109,15 @@ def _root(
             "errors; for programs such as the QGIS plugin) or none. Goes before the command.",
         ),
     ] = ProgressMode.bar,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="More messages; tracebacks on errors (every command).")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors; no progress bars (every command).")
+    ] = False,
 ) -> None:
     """Road extraction from satellite and aerial imagery: predict, vectorize, train, evaluate."""
+    STATE["root_verbose"], STATE["root_quiet"] = verbose, quiet
     from roadseg import progress
 
     progress.set_mode(progress_mode.value)
@@ -157,7 +164,11 @@ def json_mode() -> bool:
     return progress.mode() == "json"
 
 
-def setup(verbose: bool, quiet: bool) -> None:
+def setup(verbose: bool, quiet: bool) -> bool:
+    """Logging and warnings for a command; -v/-q count whether given before the command
+    (``roadseg -q predict``) or after it (``roadseg predict -q``). Returns the effective quiet."""
+    verbose = verbose or STATE["root_verbose"]
+    quiet = quiet or STATE["root_quiet"]
     STATE["verbose"] = verbose
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
@@ -170,6 +181,7 @@ def setup(verbose: bool, quiet: bool) -> None:
         warnings.simplefilter("ignore")
     else:
         warnings.showwarning = show_warning
+    return quiet
 
 
 def show_warning(

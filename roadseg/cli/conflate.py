@@ -70,7 +70,7 @@ def conflate_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Find what the map is missing: predicted roads against an existing road map (OSM or yours)."""
-    setup(verbose, quiet)
+    quiet = setup(verbose, quiet)
     from roadseg.conflate.match import MatchOptions
     from roadseg.conflate.tool import OUTPUTS, ConflateOptions, conflate
     from roadseg.io.paths import RASTER_SUFFIXES

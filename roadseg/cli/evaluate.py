@@ -22,7 +22,7 @@ def evaluate_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Score predictions: pixel IoU/F1/relaxed P-R/breakeven, or graph APLS/TOPO."""
-    setup(verbose, quiet)
+    quiet = setup(verbose, quiet)
     import json
 
     from roadseg.evaluate.tool import evaluate

@@ -14,7 +14,7 @@ from roadseg.io.paths import check_outputs
 @app.command("models")
 def models_cmd(verbose: Verbose = False, quiet: Quiet = False) -> None:
     """List the model architectures with their parameter counts."""
-    setup(verbose, quiet)
+    quiet = setup(verbose, quiet)
     from roadseg.catalog import ARCHITECTURES  # data only: no torch import, no model built
 
     width = max(len(name) for name in ARCHITECTURES)
@@ -36,7 +36,7 @@ def info_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Print what a model file holds (without one: the bundled model predict uses)."""
-    setup(verbose, quiet)
+    quiet = setup(verbose, quiet)
     from roadseg.inference.runtime import read_model_info
     from roadseg.weights import default_onnx
 
@@ -96,7 +96,7 @@ def export_cmd(
 ) -> None:
     """Export a model to ONNX (opset 18, IR 9, dynamic batch) for QGIS Deepness, ONNX Runtime and
     roadseg predict --checkpoint model.onnx."""
-    setup(verbose, quiet)
+    quiet = setup(verbose, quiet)
     need_torch("export", "roadseg[onnx]")
     from roadseg.onnx_model import export_onnx
     from roadseg.weights import default_checkpoint

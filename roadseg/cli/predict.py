@@ -127,7 +127,7 @@ def predict_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Predict roads on a scene: probability and mask rasters, and road vectors with --out."""
-    setup(verbose, quiet)
+    quiet = setup(verbose, quiet)
     from roadseg.inference.predict import PredictOptions
     from roadseg.io.raster import parse_bands
     from roadseg.scenes import SceneOutputs

@@ -40,7 +40,7 @@ def train_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Train a road model (D-LinkNet recipe); multi-GPU with torchrun."""
-    setup(verbose, quiet)
+    quiet = setup(verbose, quiet)
     need_torch("train", "roadseg[torch]")
     config_path, data_path = path_arg(config, "--config"), path_arg(data, "--data")
     out_path, resume_path = path_arg(out, "--out"), path_arg(resume, "--resume")

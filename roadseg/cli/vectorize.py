@@ -63,7 +63,7 @@ def vectorize_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Turn a road raster into a connected centerline graph for QGIS, osmnx and networkx."""
-    setup(verbose, quiet)
+    quiet = setup(verbose, quiet)
     from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
 
     opts = VectorizeOptions(

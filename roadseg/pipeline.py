@@ -105,6 +105,7 @@ def run_scene(job: SceneJob, predictor: Predictor, options: PredictOptions) -> S
     """
     from roadseg.vectorize.tool import VectorizeOptions, vectorize_raster
 
+    options = _from_stac(job.scene, options)
     check_job(job, options=options)
     with _prob_target(job) as prob_path:
         prediction = predict_raster(
@@ -143,6 +144,24 @@ def run_scene(job: SceneJob, predictor: Predictor, options: PredictOptions) -> S
                 bands=options.bands,
             )
     return SceneResult(job, prediction, lines if job.roads is not None else None)
+
+
+def _from_stac(scene: Path | str, options: PredictOptions) -> PredictOptions:
+    """A STAC asset's band order (eo:bands red, green, blue) and, for a raster without a CRS,
+    its gsd as the pixel size, unless the user gave --bands or --pixel-size."""
+    from roadseg.io.remote import StacAsset
+
+    if not isinstance(scene, StacAsset):
+        return options
+    if options.bands is None and scene.bands is not None:
+        options = dataclasses.replace(options, bands=scene.bands)
+    if options.pixel_size is None and scene.gsd is not None:
+        from roadseg.io.raster import open_raster
+
+        with open_raster(scene) as ds:
+            if ds.crs is None:
+                options = dataclasses.replace(options, pixel_size=scene.gsd)
+    return options
 
 
 @contextlib.contextmanager

@@ -356,3 +356,33 @@ def test_cluster_from_s3_to_s3_survives_a_killed_worker(tmp_path, s3, varied_che
         got = s3.cat_file(f"{BUCKET}/cl/out/t{i}.prob.tif")
         assert got == (tmp_path / "seq" / f"t{i}.prob.tif").read_bytes()
     assert s3.cat_file(f"{BUCKET}/cl/out/manifest.csv").decode().count(",done,") == 4
+
+
+def test_a_stac_assets_band_order_and_gsd_inform_preprocessing(tmp_path, varied_checkpoint):
+    """eo:bands blue, green, red: read as --bands 3,2,1 would; the item's gsd is the pixel size
+    of an asset without a CRS, as --pixel-size would give it."""
+    import json
+
+    from PIL import Image
+
+    rgb = road_image(96, 96)
+    write_raster(tmp_path / "bgr.tif", rgb[::-1].copy())
+    Image.fromarray(rgb.transpose(1, 2, 0)).save(tmp_path / "plain.png")
+    bands = [{"name": n, "common_name": n} for n in ("blue", "green", "red")]
+    items = [
+        _item("bgr", {"visual": {"href": "bgr.tif", "roles": ["visual"], "eo:bands": bands}}),
+        _item("plain", {"visual": {"href": "plain.png", "roles": ["visual"]}}),  # properties.gsd 0.5
+    ]
+    for item in items:
+        (tmp_path / f"{item['id']}.json").write_text(json.dumps(item))
+    ck = ["--checkpoint", str(varied_checkpoint), *ARGS]
+    runs = {
+        "a": [str(tmp_path / "bgr.json")],
+        "b": [str(tmp_path / "bgr.tif"), "--bands", "3,2,1"],
+        "c": [str(tmp_path / "plain.json")],
+        "d": [str(tmp_path / "plain.png"), "--pixel-size", "0.5"],
+    }
+    for name, argv in runs.items():
+        assert main(["predict", *argv, "--prob-out", str(tmp_path / f"{name}.tif"), *ck]) == 0
+    assert (tmp_path / "a.tif").read_bytes() == (tmp_path / "b.tif").read_bytes()
+    assert (tmp_path / "c.tif").read_bytes() == (tmp_path / "d.tif").read_bytes()

@@ -44,14 +44,20 @@ class StacAsset(str):
     URL goes (GDAL, the manifest), and :func:`roadseg.io.remote.stem_of` names outputs by the id."""
 
     item_id: str
+    #: 1-based bands holding red, green, blue (from the asset's eo:bands), or None
+    bands: tuple[int, ...] | None
+    #: the item's or asset's gsd in metres, or None
+    gsd: float | None
 
-    def __new__(cls, href: str, item_id: str) -> StacAsset:  # noqa: PYI034 - Self is 3.11+
+    def __new__(  # noqa: PYI034 - Self is 3.11+
+        cls, href: str, item_id: str, bands: tuple[int, ...] | None = None, gsd: float | None = None
+    ) -> StacAsset:
         obj = super().__new__(cls, href)
-        obj.item_id = item_id
+        obj.item_id, obj.bands, obj.gsd = item_id, bands, gsd
         return obj
 
-    def __reduce__(self) -> tuple[Any, tuple[str, str]]:  # pickled to Dask workers
-        return (StacAsset, (str(self), self.item_id))
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # pickled to Dask workers
+        return (StacAsset, (str(self), self.item_id, self.bands, self.gsd))
 
 
 def is_url(path: str | os.PathLike[str]) -> bool:

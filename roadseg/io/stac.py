@@ -48,10 +48,13 @@ def read_stac(location: str, asset: str | None = None) -> list[StacAsset]:
                 f"a STAC item in '{location}' has no usable id ({item_id!r}); outputs are named by it"
             )
         key = _pick_asset(item, asset, location)
-        href = str(item["assets"][key].get("href") or "")
+        info = item["assets"][key]
+        href = str(info.get("href") or "")
         if not href:
             raise InputError(f"asset '{key}' of STAC item '{item_id}' has no href")
-        scenes.append(StacAsset(_resolve(href, location), item_id))
+        gsd = info.get("gsd", (item.get("properties") or {}).get("gsd"))
+        gsd = float(gsd) if isinstance(gsd, (int, float)) and gsd > 0 else None
+        scenes.append(StacAsset(_resolve(href, location), item_id, _rgb_bands(info), gsd))
     return scenes
 
 
@@ -95,6 +98,18 @@ def _pick_asset(item: dict[str, Any], asset: str | None, location: str) -> str:
         f"STAC item '{item_id}' in '{location}' has no visual (RGB) asset; choose one with --stac-asset KEY "
         f"(its assets: {', '.join(sorted(assets)) or 'none'})"
     )
+
+
+def _rgb_bands(asset: dict[str, Any]) -> tuple[int, ...] | None:
+    """The 1-based bands named red, green and blue in the asset's ``eo:bands`` (STAC 1.0) or
+    ``bands`` (1.1), in that order; None unless all three are named."""
+    names = [
+        b.get("common_name") or b.get("eo:common_name")
+        for b in asset.get("eo:bands") or asset.get("bands") or []
+    ]
+    if not {"red", "green", "blue"} <= set(names):
+        return None
+    return tuple(names.index(c) + 1 for c in ("red", "green", "blue"))
 
 
 def _resolve(href: str, location: str) -> str:

@@ -131,7 +131,7 @@ def list_scenes(url: str, suffixes: tuple[str, ...]) -> list[str]:
     """The raster URLs under a prefix (``s3://b/scenes/``) or matching a glob
     (``s3://b/scenes/*.tif``), sorted; listed through fsspec."""
     check_url(url)
-    fs, root = _filesystem(url)
+    fs, root = filesystem(url)
     scheme = url.split("://", 1)[0]
     try:
         if any(c in root for c in "*?["):
@@ -150,7 +150,9 @@ def list_scenes(url: str, suffixes: tuple[str, ...]) -> list[str]:
     return rasters
 
 
-def _filesystem(url: str) -> tuple[Any, str]:
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem of ``url`` and the path within it; one line naming the package to
+    install when the scheme's is missing."""
     try:
         import fsspec
     except ImportError:
@@ -198,7 +200,7 @@ class RemoteFolder:
     @property
     def fs(self) -> Any:
         if self._fs is None:
-            self._fs = _filesystem(self.url)[0]
+            self._fs = filesystem(self.url)[0]
         return self._fs
 
     def _key(self, name: str) -> str:
@@ -239,9 +241,11 @@ class RemoteFolder:
 
     def publish(self, paths: list[Path], *, keep: bool = False) -> None:
         """Upload finished local files (and their QGIS style sidecars) under their names."""
+        from roadseg.io.styles import sidecar
+
         for path in paths:
-            for p in (path, path.with_suffix(".qml")):
-                if p.is_file() and (p == path or p.suffix != path.suffix):
+            for p in (path, sidecar(path)):
+                if p.is_file():
                     self.fs.put_file(str(p), self._key(p.name))
                     if not keep:
                         p.unlink()

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from roadseg.errors import InputError
-from roadseg.io.remote import StacAsset, is_url
+from roadseg.io.remote import StacAsset, filesystem, is_url
 
 
 def looks_like_stac(text: str) -> bool:
@@ -61,9 +61,7 @@ def read_stac(location: str, asset: str | None = None) -> list[StacAsset]:
 def _load(location: str) -> Any:
     try:
         if is_url(location):
-            from roadseg.io.remote import _filesystem
-
-            fs, root = _filesystem(location)
+            fs, root = filesystem(location)
             text = fs.cat_file(root).decode("utf-8")
         else:
             text = Path(location).read_text(encoding="utf-8")

@@ -94,8 +94,8 @@ def validation(args: argparse.Namespace) -> dict:
                 "--gsd other than the checkpoint's needs a data.sources run (its images are resampled)"
             )
         for i in range(len(val)):
-            k = val.pick(i)[0] if cfg.data.sources else 0
-            x, y, v = val[i]
+            sample = val.sample(i)
+            x, y, v = sample["image"], sample["mask"], sample["valid"]
             t0 = time.perf_counter()
             with torch.inference_mode():
                 p = predict_tta(
@@ -107,7 +107,7 @@ def validation(args: argparse.Namespace) -> dict:
             seconds += time.perf_counter() - t0
             pixels += x.shape[1] * x.shape[2]
             levels = np.clip(np.rint(p.numpy() * 255), 0, 255).astype(np.uint8)
-            name = (val.sources[k].name or f"source{k}") if cfg.data.sources else "data"
+            name = sample["source"] if cfg.data.sources else "data"
             for key in (name, "all"):
                 curves.setdefault(key, RelaxedCurve(relax)).update(
                     levels, y[0].numpy() > 0.5, v[0].numpy() > 0.5

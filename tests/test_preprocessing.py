@@ -6,11 +6,11 @@ import torch
 from conftest import write_raster
 from PIL import Image
 
-from roadseg.config import load_config
 from roadseg.io.raster import SceneReader, Stretch, open_raster, select_bands
 from roadseg.models.encoders.efficientnet_lite import LITE_NORMALIZATION
 from roadseg.preview import _read_rgb
 from roadseg.train.dataset import GeoWindowDataset, RoadDataset, Sample, read_image
+from roadseg.train.samplers import Draw, Window
 
 
 def _scene16(path, bands=4, seed=0):
@@ -33,9 +33,9 @@ def test_training_and_predict_feed_the_model_the_same_tensor(tmp_path, bands):
     scene = _scene16(tmp_path / "scene.tif")
     mask = tmp_path / "mask.png"
     Image.fromarray(np.zeros((96, 128), np.uint8)).save(mask)
-    cfg = load_config(None, [f"data.bands={bands}".replace("None", "null")]).data
-    val = RoadDataset([Sample("s", scene, mask)], cfg, LITE_NORMALIZATION, train=False)
-    x, _, valid = val[0]  # whole image, padded to 32: 96 x 128 already
+    val = RoadDataset([Sample("s", scene, mask)], LITE_NORMALIZATION, bands=bands)
+    sample = val[Draw(0, 0, seed=0)]  # whole image, padded to 32: 96 x 128 already
+    x, valid = sample["image"], sample["valid"]
     expected = _predict_input(scene, bands, 128)[:, :96, :128]
     assert torch.equal(x, expected)
     assert valid.all()
@@ -55,15 +55,10 @@ def test_geotiff_windows_are_stretched_like_the_whole_scene(tmp_path):
     gpd.GeoDataFrame(geometry=[LineString([(x0, y0), (x1, y0)])], crs="EPSG:32633").to_file(
         tmp_path / "scene.gpkg"
     )
-    cfg = load_config(None, ["data.crop_size=64"]).data
-    ds_geo = GeoWindowDataset(
-        [Sample("s", scene, tmp_path / "scene.gpkg")], cfg, LITE_NORMALIZATION, train=False
-    )
-    rng = np.random.default_rng(3)
-    image, _, _ = ds_geo.load(0, rng)
-    rng = np.random.default_rng(3)  # the same window position
-    r, c = int(rng.integers(0, 96 - 64 + 1)), int(rng.integers(0, 128 - 64 + 1))
-    assert np.array_equal(image, whole[:, r : r + 64, c : c + 64].transpose(1, 2, 0))
+    ds_geo = GeoWindowDataset([Sample("s", scene, tmp_path / "scene.gpkg")], LITE_NORMALIZATION)
+    for r, c in ((0, 0), (17, 40), (32, 64)):
+        image, _, _ = ds_geo.read(0, Window(r, c, 64, 64))
+        assert np.array_equal(image, whole[:, r : r + 64, c : c + 64].transpose(1, 2, 0))
 
 
 def test_preview_shows_the_stretch_the_model_saw(tmp_path):

@@ -386,22 +386,26 @@ def test_augmentation_is_seeded_and_keeps_image_and_labels_aligned(preset):
 
 def test_white_nodata_is_invalid(tmp_path):
     from roadseg.normalization import IMAGENET
-    from roadseg.train.dataset import RoadDataset
+    from roadseg.train.dataset import build_datasets
 
-    data = make_deepglobe(tmp_path / "dg", n=1)
-    img = np.asarray(Image.open(data / "0_sat.jpg")).copy()
-    img[:, :20] = 255
-    Image.fromarray(img).save(data / "0_sat.png")
-    (data / "0_sat.jpg").unlink()
-    cfg = load_config(None, [f"data.root={data}", "data.crop_size=64", "data.invalid_rule=white"]).data
-    _, samples = discover(cfg)
-    _, _, valid = RoadDataset(samples, cfg, IMAGENET, train=False)[0]
+    data = make_deepglobe(tmp_path / "dg", n=2)
+    for i in range(2):
+        img = np.asarray(Image.open(data / f"{i}_sat.jpg")).copy()
+        img[:, :20] = 255
+        Image.fromarray(img).save(data / f"{i}_sat.png")
+        (data / f"{i}_sat.jpg").unlink()
+    sets = [f"data.root={data}", "data.crop_size=64", "data.invalid_rule=white", "data.val_fraction=0.5"]
+    _, val = build_datasets(load_config(None, sets).data, IMAGENET, seed=0)
+    assert val is not None
+    valid = val.sample(0)["valid"]
     assert valid[0, :, :20].sum() == 0 and valid[0, :, 25:].min() == 1
 
 
 def test_decoded_image_cache_gives_the_same_samples_and_stays_in_budget(tmp_path, monkeypatch):
     from roadseg.normalization import IMAGENET
     from roadseg.train import dataset as ds_mod
+    from roadseg.train.augment import train_transform
+    from roadseg.train.samplers import RandomCrops
 
     data = make_deepglobe(tmp_path / "dg", n=4, size=128)
     sets = [f"data.root={data}", "data.crop_size=64", "data.samples_per_image=5"]
@@ -415,23 +419,22 @@ def test_decoded_image_cache_gives_the_same_samples_and_stays_in_budget(tmp_path
 
     monkeypatch.setattr(ds_mod, "read_image", counting)
     # one image is 128*128*5 bytes = 80 KiB: a 0.2 MiB budget holds two of the four
-    cached = ds_mod.RoadDataset(
-        samples, load_config(None, [*sets, "data.cache_mb=0.2"]).data, IMAGENET, train=True
-    )
-    plain = ds_mod.RoadDataset(
-        samples, load_config(None, [*sets, "data.cache_mb=0"]).data, IMAGENET, train=True
-    )
-    for i in range(len(cached)):
-        for a, b in zip(cached[i], plain[i], strict=True):
-            assert torch.equal(a, b)
+    cached = ds_mod.RoadDataset(samples, IMAGENET, transform=train_transform(), cache_mb=0.2)
+    plain = ds_mod.RoadDataset(samples, IMAGENET, transform=train_transform(), cache_mb=0)
+    plan = RandomCrops([cached.shape(j) for j in range(4)], 64, seed=0, per_image=5)
+    assert decodes["n"] == 0  # the plan reads headers, not pixels
+    for i in range(len(plan)):
+        a, b = cached[plan.draw(0, i)], plain[plan.draw(0, i)]
+        for key in ("image", "mask", "valid"):
+            assert torch.equal(a[key], b[key])
     assert len(cached._cache) == 2 and cached._cache_bytes <= 0.2 * 2**20
     # plain decodes once per sample (20); cached: 4 misses per pass over 0, 1, 2, 3, 0, 1, ...
     assert decodes["n"] == 20 + 20
     decodes["n"] = 0
     for i in (0, 4, 8):  # the same image three times
-        cached[i]
+        cached[plan.draw(1, i)]
     assert decodes["n"] <= 1
-    image, _, _ = cached.load(0, np.random.default_rng(0))
+    image, _, _ = cached.load(0)
     with pytest.raises(ValueError, match="read-only"):
         image[0, 0, 0] = 1
 
@@ -557,8 +560,9 @@ def test_geotiff_layout_rasterizes_lines_to_metres_on_the_ground(tmp_path):
     cfg = load_config(None, [f"data.root={root}", "data.crop_size=512", "data.road_width_m=6"]).data
     layout, samples = discover(cfg)
     assert layout == "geotiff" and [s.id for s in samples] == ["scene"]
-    ds = GeoWindowDataset(samples, cfg, IMAGENET, train=False)
-    image, mask, valid = ds.load(0, np.random.default_rng(0))
+    ds = GeoWindowDataset(samples, IMAGENET, road_width_m=6)
+    assert ds.shape(0) == (160, 320)
+    image, mask, valid = ds.read(0, None)
     assert image.shape == (160, 320, 3) and valid.all()
     with rasterio.open(root / "scene.tif") as src:
         dx, dy = pixel_sizes_m(src)
@@ -591,10 +595,9 @@ def test_geotiff_layout_one_vector_file_for_rasters_in_two_crss(tmp_path):
     )
     cfg = load_config(None, [f"data.root={root}", "data.crop_size=64", "data.road_width_m=4"]).data
     _, samples = discover(cfg)
-    ds = GeoWindowDataset(samples, cfg, IMAGENET, train=False)
-    rng = np.random.default_rng(0)
+    ds = GeoWindowDataset(samples, IMAGENET, road_width_m=4)
     for i in range(2):  # same file, both CRSs: the road crosses the middle of both scenes
-        mask = ds.load(i, rng)[1]
+        mask = ds.read(i, None)[1]
         assert mask[28:36].sum() > 0 and mask[:20].sum() == 0 and mask[44:].sum() == 0
 
 
@@ -635,16 +638,18 @@ def test_multi_source_resamples_every_source_to_the_model_gsd(tmp_path):
 
     cfg = load_config(None, _sources(tmp_path)).data
     train, val = build_datasets(cfg, IMAGENET, seed=0)
-    assert len(train) == 40 and len(val) == 2
-    picked = [train.pick(i)[0] for i in range(40)]
+    assert val is not None and len(train) == 40 and len(val) == 2
+    picked = [train.plan.draw(0, i).source for i in range(40)]
     assert 20 <= picked.count(0) <= 38  # weight 3 : 1
+    assert {train.sample(i)["source"] for i in range(40)} == {"fine", "coarse"}
     for i in range(40):
-        _, y, v = train[i]
+        sample = train.sample(i)
+        y, v = sample["mask"], sample["valid"]
         widths = (y[0] * v[0]).sum(1)  # road pixels per row: the road runs top to bottom
         full = widths[(v[0].sum(1) == 32) & (widths > 0)]
         if len(full):  # 4 m at 1 m pixels, within the recipe's +-10 % scale and rot90
             assert 3 <= float(full.median()) <= 5 or float(full.max()) >= 28
-    sizes = sorted(tuple(val[i][0].shape[1:]) for i in range(2))
+    sizes = sorted(tuple(val.sample(i)["image"].shape[1:]) for i in range(2))
     assert sizes == [(64, 64), (64, 64)]  # the 128-px 0.5 m image becomes 64 px at 1 m
 
 
@@ -739,9 +744,10 @@ def test_colour_coded_masks_road_and_ignore_colours(tmp_path):
         "data.crop_size=32",
     ]
     _, val = build_datasets(load_config(None, sets).data, IMAGENET, seed=0)
+    assert val is not None
     for i in range(2):  # p0 is a palette PNG: the same labels come out
-        _, y, v = val[i]
-        y, v = y[0].numpy(), v[0].numpy()
+        sample = val.sample(i)
+        y, v = sample["mask"][0].numpy(), sample["valid"][0].numpy()
         assert y[8:, 20:28].all() and y[8:, :20].sum() == 0 and y[8:, 28:].sum() == 0
         assert v[:8].sum() == 0 and v[60:, :4].sum() == 0 and v[8:60].all()  # grey, black: ignored
     with pytest.raises(ConfigError, match="road_rgb"):
@@ -764,23 +770,10 @@ def test_uncertain_source_gsd_is_drawn_from_its_range(tmp_path):
         train, val = build_datasets(
             load_config(None, [f"data.sources=[{src}{extra}}}]", *base]).data, IMAGENET, 0
         )
-        seen = []
-        real_crop = __import__("roadseg.train.dataset", fromlist=["_crop"])._crop
-
-        def spy(*args, _seen=seen, _real=real_crop):
-            _seen.append(args[3])
-            return _real(*args)
-
-        import roadseg.train.dataset as ds_mod
-
-        ds_mod._crop, old = spy, ds_mod._crop
-        try:
-            for i in range(30):
-                train[i]
-        finally:
-            ds_mod._crop = old
-        windows[name] = seen
-        assert isinstance(train, MultiSourceDataset) and tuple(val[0][0].shape[1:]) == (128, 128)
+        windows[name] = [train.plan.draw(0, i).windows[0].height for i in range(30)]
+        assert isinstance(train.dataset, MultiSourceDataset)
+        assert tuple(train.sample(0)["image"].shape[1:]) == (32, 32)  # every window resized to the crop
+        assert val is not None and tuple(val.sample(0)["image"].shape[1:]) == (128, 128)
     assert set(windows["point"]) == {32}  # same GSD as the model, no jitter: 32 source px
     assert min(windows["range"]) <= 20 and max(windows["range"]) >= 48  # 16-64 px
     with pytest.raises(ConfigError, match="gsd_range"):

@@ -1,4 +1,4 @@
-"""Training data: discovery, deterministic splits and the torch datasets.
+"""Training data: discovery, deterministic splits and the datasets that read samples.
 
 Layouts (``data.layout: auto`` detects them):
 
@@ -6,26 +6,24 @@ Layouts (``data.layout: auto`` detects them):
 - ``folders``: ``images/`` + ``masks/`` (or ``labels/``, ``groundtruth/``), files paired by name stem;
 - ``geotiff``: georeferenced rasters with road vectors (``<stem>.gpkg``/``.geojson`` beside
   each raster, or one vector file for all), lines buffered to ``road_width_m`` and
-  rasterized on the fly for random windows.
+  rasterized on the fly for each window.
 
-With ``data.sources``, several such folders train together (:class:`MultiSourceDataset`):
-each crop comes from a source drawn by weight and is resampled from the source's GSD to the
-model's, with a random scale around it.
-
-Every sample's crop and augmentation are seeded from (seed, epoch, index), so a run gives
-the same batches whatever the worker count, and a resumed run continues exactly.
+torchgeo's split: a plan (``roadseg.train.samplers``) draws what each sample is, from (seed,
+epoch, index) alone; a dataset reads what a :class:`~roadseg.train.samplers.Draw` names and
+returns a dict. With ``data.sources``, :class:`MultiSourceDataset` holds one
+:class:`RoadDataset` per source and hands each draw to its source's. So a run gives the same
+batches whatever the worker count, and a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import albumentations as A
 import cv2
 import numpy as np
 import torch
@@ -37,6 +35,15 @@ from roadseg.errors import InputError
 from roadseg.io.paths import RASTER_SUFFIXES, VECTOR_SUFFIXES
 from roadseg.normalization import Normalization
 from roadseg.train.augment import augment, train_transform
+from roadseg.train.samplers import (
+    Draw,
+    Plan,
+    RandomCrops,
+    SourceGsd,
+    WeightedCrops,
+    WholeImages,
+    Window,
+)
 
 
 @dataclass(frozen=True)
@@ -170,12 +177,6 @@ def _ids_from_file(path: Path, samples: list[Sample]) -> list[Sample]:
     return val
 
 
-def sample_seed(*parts: int) -> int:
-    """A 32-bit seed from integers, stable across processes and Python versions."""
-    digest = hashlib.blake2b(np.asarray(parts, dtype=np.int64).tobytes(), digest_size=4).digest()
-    return int.from_bytes(digest, "little")
-
-
 def read_image(path: Path, bands: list[int] | None) -> np.ndarray:
     """An image as the model sees it, HxWx3 uint8: predict's band choice and 8-bit stretch."""
     from roadseg.io.raster import SceneReader, open_raster, select_bands
@@ -223,117 +224,139 @@ def _read_mask(
 
 
 class RoadDataset(Dataset):
-    """Image/mask pairs (DeepGlobe or folder layout) as normalized tensors.
+    """One source's image/mask pairs (DeepGlobe or folder layout), read as a :class:`Draw` says.
 
-    Returns ``(image (3, H, W) float, mask (1, H, W) float, valid (1, H, W) float)``: random
-    crops of ``crop_size`` for training; whole images (padded to ``pad_multiple``) for validation.
+    ``dataset[draw]`` is a dict: ``image`` (3, H, W) normalized float, ``mask`` and ``valid``
+    (1, H, W) float {0, 1}, ``source`` (the source's name) and ``id`` (the sample's). The
+    dataset decides nothing random: every choice is in the draw (``roadseg.train.samplers``).
     """
 
     def __init__(
         self,
         samples: list[Sample],
-        cfg: DataConfig,
         normalization: Normalization,
         *,
-        train: bool,
-        seed: int = 0,
+        name: str = "",
+        bands: list[int] | None = None,
+        mask_threshold: int = 128,
+        invalid_rule: str = "none",
         colours: LabelColours | None = None,
+        transform: A.Compose | None = None,
+        pad_multiple: int = 32,
+        cache_mb: float = 0.0,
     ) -> None:
-        self.samples, self.cfg, self.norm, self.train, self.seed = samples, cfg, normalization, train, seed
-        self.colours = colours
-        self.epoch = 0
-        self.pad_multiple = 32
+        self.samples, self.norm, self.name = samples, normalization, name
+        self.bands, self.mask_threshold, self.invalid_rule = bands, mask_threshold, invalid_rule
+        self.colours, self.transform, self.pad_multiple = colours, transform, pad_multiple
         #: decoded-image cache budget in bytes (0: decode every time)
-        self.cache_bytes = int(cfg.cache_mb * 2**20) if train and cfg.samples_per_image > 1 else 0
+        self.cache_bytes = int(cache_mb * 2**20)
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_bytes = 0
-        self.tf = train_transform(cfg.augment, cfg.gray_prob) if train else None
-
-    def set_epoch(self, epoch: int) -> None:
-        """Change the seeds of crops and augmentations (call before each epoch)."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.samples) * (self.cfg.samples_per_image if self.train else 1)
+        return len(self.samples)
 
-    def load(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Image HxWx3 uint8, mask HxW {0,1}, valid HxW {0,1} for one sample (read-only if cached).
+    def shape(self, image: int) -> tuple[int, int]:
+        """(height, width) of an image, from its header (what a plan draws windows in)."""
+        from roadseg.io.raster import open_raster
+
+        with open_raster(self.samples[image].image) as ds:
+            return ds.height, ds.width
+
+    def load(self, image: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Image HxWx3 uint8, mask HxW {0,1}, valid HxW {0,1}, whole (read-only if cached).
 
         Decoding a 1500² PNG takes about 80 ms, ten times the rest of a 320² sample; with several
         crops per image, decoded images are kept in a per-process LRU cache of ``cache_mb``.
         """
-        key = index % len(self.samples)
         if self.cache_bytes <= 0:
-            return self._decode(key)
-        hit = self._cache.get(key)
+            return self._decode(image)
+        hit = self._cache.get(image)
         if hit is not None:
-            self._cache.move_to_end(key)
+            self._cache.move_to_end(image)
             return hit
-        arrays = self._decode(key)
+        arrays = self._decode(image)
         for a in arrays:
             a.flags.writeable = False  # shared by later crops: nothing may change it in place
-        self._cache[key] = arrays
+        self._cache[image] = arrays
         self._cache_bytes += sum(a.nbytes for a in arrays)
         while self._cache_bytes > self.cache_bytes and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
             self._cache_bytes -= sum(a.nbytes for a in old)
         return arrays
 
-    def _decode(self, key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        s = self.samples[key]
-        image = read_image(s.image, self.cfg.bands)
-        mask, labelled = _read_mask(s.label, self.cfg.mask_threshold, self.colours)
-        if mask.shape != image.shape[:2]:
+    def _decode(self, image: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s = self.samples[image]
+        pixels = read_image(s.image, self.bands)
+        mask, labelled = _read_mask(s.label, self.mask_threshold, self.colours)
+        if mask.shape != pixels.shape[:2]:
             raise InputError(
-                f"'{s.label.name}' is {mask.shape[::-1]} but '{s.image.name}' is {image.shape[1::-1]}"
+                f"'{s.label.name}' is {mask.shape[::-1]} but '{s.image.name}' is {pixels.shape[1::-1]}"
             )
         valid = np.ones_like(mask) if labelled is None else labelled
-        if self.cfg.invalid_rule == "white":
-            valid[(image >= 250).all(axis=2)] = 0  # near-white: JPEG or resampled fill counts too
+        if self.invalid_rule == "white":
+            valid[(pixels >= 250).all(axis=2)] = 0  # near-white: JPEG or resampled fill counts too
+        return pixels, mask, valid
+
+    def read(self, image: int, window: Window | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The part of ``window`` inside the image (the whole image for None)."""
+        arrays = self.load(image)
+        if window is None:
+            return arrays
+        rows = slice(window.row, window.row + window.height)
+        cols = slice(window.col, window.col + window.width)
+        return arrays[0][rows, cols], arrays[1][rows, cols], arrays[2][rows, cols]
+
+    def __getitem__(self, draw: Draw) -> dict[str, Any]:
+        image, mask, valid = self._cut(draw)
+        if draw.size is not None:  # a training crop: the window resized to size, augmented
+            image, mask, valid = resample(image, mask, valid, draw.size, draw.size)
+            if self.transform is not None:
+                image, mask, valid = augment(self.transform, image, mask, valid, draw.seed)
+        else:  # validation: as predict sees a scene, at the model's GSD, padding unlabelled
+            h, w = mask.shape
+            size = max(1, round(h * draw.scale)), max(1, round(w * draw.scale))
+            image, mask, valid = resample(image, mask, valid, *size)
+            image, mask, valid = _pad_to_multiple(image, mask, valid, self.pad_multiple)
+        x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+        return {
+            "image": self.norm.apply(x)[0],
+            "mask": torch.from_numpy(np.ascontiguousarray(mask)).float()[None],
+            "valid": torch.from_numpy(np.ascontiguousarray(valid)).float()[None],
+            "source": self.name,
+            "id": self.samples[draw.image].id,
+        }
+
+    def _cut(self, draw: Draw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The first candidate window that is mostly labelled (or the last); a crop's window is
+        padded where it reaches past the image, the padding unlabelled."""
+        if not draw.windows:
+            return self.read(draw.image, None)
+        for window in draw.windows:
+            image, mask, valid = self.read(draw.image, window)
+            if draw.size is not None:
+                image, mask, valid = _pad_to(image, mask, valid, window.height, window.width)
+            if valid.mean() >= 0.5:
+                break
         return image, mask, valid
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        seed = sample_seed(self.seed, self.epoch, index)
-        rng = np.random.default_rng(seed)
-        image, mask, valid = self.load(index, rng)
-        if self.train:
-            image, mask, valid = _crop(image, mask, valid, self.cfg.crop_size, rng)
-        else:  # validation scores whole images, padded to the model's multiple (padding invalid)
-            image, mask, valid = _pad_to_multiple(image, mask, valid, self.pad_multiple)
-        if self.tf is not None:
-            image, mask, valid = augment(self.tf, image, mask, valid, seed)
-        x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-        x = self.norm.apply(x)[0]
-        y = torch.from_numpy(np.ascontiguousarray(mask)).float()[None]
-        v = torch.from_numpy(np.ascontiguousarray(valid)).float()[None]
-        return x, y, v
 
-
-def _pad_to_multiple(
-    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, multiple: int
+def _pad_to(
+    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    h, w = mask.shape
-    ph, pw = -h % multiple, -w % multiple
+    """Zero-pad at the bottom and right to at least ``height`` x ``width`` (padding invalid)."""
+    ph, pw = max(0, height - mask.shape[0]), max(0, width - mask.shape[1])
     if ph or pw:
         image = np.pad(image, ((0, ph), (0, pw), (0, 0)))
         mask, valid = np.pad(mask, ((0, ph), (0, pw))), np.pad(valid, ((0, ph), (0, pw)))
     return image, mask, valid
 
 
-def _crop(
-    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, size: int, rng: np.random.Generator
+def _pad_to_multiple(
+    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, multiple: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Random crop to ``size``; smaller images are padded, the padding marked invalid."""
     h, w = mask.shape
-    if h < size or w < size:
-        ph, pw = max(0, size - h), max(0, size - w)
-        image = np.pad(image, ((0, ph), (0, pw), (0, 0)))
-        mask = np.pad(mask, ((0, ph), (0, pw)))
-        valid = np.pad(valid, ((0, ph), (0, pw)))
-        h, w = mask.shape
-    r, c = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-    sl = (slice(r, r + size), slice(c, c + size))
-    return image[sl], mask[sl], valid[sl]
+    return _pad_to(image, mask, valid, h + -h % multiple, w + -w % multiple)
 
 
 def resample(
@@ -354,129 +377,127 @@ def resample(
     return image, mask, valid
 
 
-#: crops tried before accepting one that is mostly no-data
-_CROP_TRIES = 5
-
-
 class MultiSourceDataset(Dataset):
-    """Several datasets at one ground sample distance (``data.sources``).
+    """Several sources' datasets behind one (``data.sources``): a draw is read by its source's."""
 
-    Training: ``samples_per_epoch`` crops; each picks a source by weight and an image of it,
-    cuts a window that covers ``crop_size`` pixels at gsd_m times a random scale factor, and
-    resamples it to ``crop_size``. Validation: every source's validation images, whole,
-    resampled to gsd_m (as predict would).
-    """
+    def __init__(self, parts: list[RoadDataset]) -> None:
+        self.parts = parts
 
-    def __init__(
-        self,
-        parts: list[tuple[SourceConfig, list[Sample]]],
-        cfg: DataConfig,
-        normalization: Normalization,
-        *,
-        train: bool,
-        seed: int = 0,
-    ) -> None:
-        self.cfg, self.norm, self.train, self.seed, self.epoch = cfg, normalization, train, seed, 0
-        self.sources = [src for src, _ in parts]
-        weights = np.array([src.weight for src in self.sources], dtype=np.float64)
-        self.p = weights / weights.sum()
-        self.parts = []
-        for (src, samples), share in zip(parts, self.p, strict=True):
-            sub_cfg = replace(
-                cfg, sources=[], invalid_rule=src.invalid_rule, mask_threshold=src.mask_threshold
-            )
-            colours = (
-                LabelColours(_rgb(src.road_rgb), tuple(_rgb(c) for c in src.ignore_rgb))
-                if src.road_rgb is not None
-                else None
-            )
-            sub = RoadDataset(samples, sub_cfg, normalization, train=False, seed=seed, colours=colours)
-            sub.cache_bytes = int(cfg.cache_mb * share * 2**20) if train else 0
-            self.parts.append(sub)
-        self.items = [(k, j) for k, sub in enumerate(self.parts) for j in range(len(sub.samples))]
-        self.pad_multiple = 32
-        self.tf = train_transform(cfg.augment, cfg.gray_prob) if train else None
+    def __getitem__(self, draw: Draw) -> dict[str, Any]:
+        return self.parts[draw.source][draw]
 
-    set_epoch = RoadDataset.set_epoch
+
+@dataclass(frozen=True)
+class SampleSet:
+    """A dataset and the plan that draws from it: ``len(plan)`` samples per epoch."""
+
+    dataset: RoadDataset | MultiSourceDataset
+    plan: Plan
 
     def __len__(self) -> int:
-        return self.cfg.samples_per_epoch if self.train else len(self.items)
+        return len(self.plan)
 
-    def pick(self, index: int) -> tuple[int, int, np.random.Generator]:
-        """(source, image, generator for the rest) of sample ``index`` in this epoch."""
-        rng = np.random.default_rng(sample_seed(self.seed, self.epoch, index))
-        if not self.train:
-            return (*self.items[index], rng)
-        k = int(rng.choice(len(self.parts), p=self.p))
-        return k, int(rng.integers(len(self.parts[k].samples))), rng
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        k, j, rng = self.pick(index)
-        seed = sample_seed(self.seed, self.epoch, index)
-        image, mask, valid = self.parts[k].load(j, rng)
-        gsd = float(self.cfg.gsd_m)  # type: ignore[arg-type]  # checked by the config
-        if self.train:
-            jitter = math.log(self.cfg.scale_jitter)
-            gsd *= math.exp(rng.uniform(-jitter, jitter))
-        src_gsd = float(self.sources[k].gsd_m)  # type: ignore[arg-type]  # checked by the config
-        if self.train and self.sources[k].gsd_range is not None:  # an uncertain GSD: draw it
-            lo, hi = self.sources[k].gsd_range  # type: ignore[misc]
-            src_gsd = math.exp(rng.uniform(math.log(lo), math.log(hi)))
-        factor = src_gsd / gsd  # model px per source px
-        size = self.cfg.crop_size
-        if self.train:
-            window = max(1, round(size / factor))
-            full = (image, mask, valid)
-            for _ in range(_CROP_TRIES):  # Massachusetts tiles are up to 91 % white no-data
-                image, mask, valid = _crop(*full, window, rng)
-                if valid.mean() >= 0.5:
-                    break
-            image, mask, valid = resample(image, mask, valid, size, size)
-            assert self.tf is not None
-            image, mask, valid = augment(self.tf, image, mask, valid, seed)
-        else:
-            h, w = mask.shape
-            image, mask, valid = resample(
-                image, mask, valid, max(1, round(h * factor)), max(1, round(w * factor))
-            )
-            image, mask, valid = _pad_to_multiple(image, mask, valid, self.pad_multiple)
-        x = self.norm.apply(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None])[0]
-        y = torch.from_numpy(np.ascontiguousarray(mask)).float()[None]
-        v = torch.from_numpy(np.ascontiguousarray(valid)).float()[None]
-        return x, y, v
+    def sample(self, index: int, epoch: int = 0) -> dict[str, Any]:
+        """Sample ``index`` of ``epoch``, as the data loader would give it."""
+        return self.dataset[self.plan.draw(epoch, index)]
 
 
 def build_datasets(
-    cfg: DataConfig, normalization: Normalization, seed: int
-) -> tuple[RoadDataset | MultiSourceDataset, RoadDataset | MultiSourceDataset | None]:
-    """The training and validation datasets that ``cfg`` describes (validation None: no split)."""
+    cfg: DataConfig, normalization: Normalization, seed: int, *, pad_multiple: int = 32
+) -> tuple[SampleSet, SampleSet | None]:
+    """The training and validation samples that ``cfg`` describes (validation None: no split);
+    validation images are padded to ``pad_multiple`` (the model's size divisor)."""
+    transform = train_transform(cfg.augment, cfg.gray_prob)
     if cfg.sources:
-        train_parts, val_parts = [], []
-        for src in cfg.sources:
-            _, samples = discover(src)
-            train_s, val_s = split(samples, src)
-            if not train_s:
-                raise InputError(
-                    f"the validation split took every sample of '{src.root}'; lower its val_fraction"
-                )
-            name = src.name or Path(str(src.root)).name  # ids unique across sources
-            train_s, val_s = ([replace(s, id=f"{name}/{s.id}") for s in part] for part in (train_s, val_s))
-            train_parts.append((src, train_s))
-            if val_s:
-                val_parts.append((src, val_s))
-        train_ds = MultiSourceDataset(train_parts, cfg, normalization, train=True, seed=seed)
-        val_ds = (
-            MultiSourceDataset(val_parts, cfg, normalization, train=False, seed=seed) if val_parts else None
-        )
-        return train_ds, val_ds
+        return _multi_source(cfg, normalization, seed, transform, pad_multiple)
     layout, samples = discover(cfg)
     train_s, val_s = split(samples, cfg)
     if not train_s:
         raise InputError("the validation split took every sample; lower data.val_fraction")
-    ds_cls: type[RoadDataset] = GeoWindowDataset if layout == "geotiff" else RoadDataset
-    train_set = ds_cls(train_s, cfg, normalization, train=True, seed=seed)
-    val_set = ds_cls(val_s, cfg, normalization, train=False, seed=seed) if val_s else None
-    return train_set, val_set
+    common: dict[str, Any] = {
+        "name": Path(str(cfg.root)).name,
+        "bands": cfg.bands,
+        "mask_threshold": cfg.mask_threshold,
+        "invalid_rule": cfg.invalid_rule,
+        "pad_multiple": pad_multiple,
+    }
+    if layout == "geotiff":
+        common.update(label_layer=cfg.label_layer, label_query=cfg.label_query, road_width_m=cfg.road_width_m)
+    kind: type[RoadDataset] = GeoWindowDataset if layout == "geotiff" else RoadDataset
+    cache_mb = cfg.cache_mb if cfg.samples_per_image > 1 else 0.0
+    train_ds = kind(train_s, normalization, transform=transform, cache_mb=cache_mb, **common)
+    shapes = [train_ds.shape(j) for j in range(len(train_s))]
+    train = SampleSet(train_ds, RandomCrops(shapes, cfg.crop_size, seed, per_image=cfg.samples_per_image))
+    if not val_s:
+        return train, None
+    val_ds = kind(val_s, normalization, **common)
+    val_plan: Plan = (
+        RandomCrops([val_ds.shape(j) for j in range(len(val_s))], cfg.crop_size, seed, validation=True)
+        if layout == "geotiff"  # scenes may be huge: one fixed window each
+        else WholeImages([len(val_s)], [1.0], seed)
+    )
+    return train, SampleSet(val_ds, val_plan)
+
+
+def _multi_source(
+    cfg: DataConfig, normalization: Normalization, seed: int, transform: A.Compose, pad_multiple: int
+) -> tuple[SampleSet, SampleSet | None]:
+    """``data.sources``: one dataset per source, crops drawn by weight at one GSD."""
+    gsd_m = float(cfg.gsd_m)  # type: ignore[arg-type]  # checked by the config
+    weights = np.array([src.weight for src in cfg.sources], dtype=np.float64)
+    shares = weights / weights.sum()
+    train_parts, val_parts, val_scales = [], [], []
+    for i, (src, share) in enumerate(zip(cfg.sources, shares, strict=True)):
+        layout, samples = discover(src)
+        if layout == "geotiff":
+            raise InputError(
+                f"data.sources[{i}] '{src.root}' holds GeoTIFFs with road vectors; data.sources take "
+                "image/mask pairs (<id>_sat.jpg + <id>_mask.png, or images/ + masks/): train on "
+                "GeoTIFF scenes with data.root (--data) alone"
+            )
+        train_s, val_s = split(samples, src)
+        if not train_s:
+            raise InputError(
+                f"the validation split took every sample of '{src.root}'; lower its val_fraction"
+            )
+        name = src.name or Path(str(src.root)).name  # ids unique across sources
+        train_s, val_s = ([replace(s, id=f"{name}/{s.id}") for s in part] for part in (train_s, val_s))
+        common: dict[str, Any] = {
+            "name": name,
+            "bands": cfg.bands,
+            "mask_threshold": src.mask_threshold,
+            "invalid_rule": src.invalid_rule,
+            "colours": (
+                LabelColours(_rgb(src.road_rgb), tuple(_rgb(c) for c in src.ignore_rgb))
+                if src.road_rgb is not None
+                else None
+            ),
+            "pad_multiple": pad_multiple,
+        }
+        train_parts.append(
+            RoadDataset(train_s, normalization, transform=transform, cache_mb=cfg.cache_mb * share, **common)
+        )
+        if val_s:
+            val_parts.append(RoadDataset(val_s, normalization, **common))
+            val_scales.append(float(src.gsd_m) / gsd_m)  # type: ignore[arg-type]  # checked by the config
+    plan = WeightedCrops(
+        [[part.shape(j) for j in range(len(part))] for part in train_parts],
+        [src.weight for src in cfg.sources],
+        [
+            SourceGsd(float(s.gsd_m), *(s.gsd_range or (None, None)))  # type: ignore[arg-type]
+            for s in cfg.sources
+        ],
+        gsd_m=gsd_m,
+        jitter=cfg.scale_jitter,
+        size=cfg.crop_size,
+        per_epoch=cfg.samples_per_epoch,
+        seed=seed,
+    )
+    train = SampleSet(MultiSourceDataset(train_parts), plan)
+    if not val_parts:
+        return train, None
+    val_plan = WholeImages([len(p) for p in val_parts], val_scales, seed)
+    return train, SampleSet(MultiSourceDataset(val_parts), val_plan)
 
 
 def road_shapes(df: Any, crs: Any, width_m: float) -> Any:
@@ -494,16 +515,23 @@ def road_shapes(df: Any, crs: Any, width_m: float) -> Any:
 
 
 class GeoWindowDataset(RoadDataset):
-    """Random windows of georeferenced scenes with road vectors rasterized on the fly.
+    """Georeferenced scenes with road vectors, rasterized on the fly for each window read.
 
     Lines are buffered to ``road_width_m``; polygons are used as they are. Nodata is invalid.
-    Each scene gives ``samples_per_image`` windows per epoch (one for validation).
     """
 
     def __init__(
-        self, samples: list[Sample], cfg: DataConfig, normalization: Normalization, **kw: Any
+        self,
+        samples: list[Sample],
+        normalization: Normalization,
+        *,
+        label_layer: str | None = None,
+        label_query: str | None = None,
+        road_width_m: float = 6.0,
+        **kw: Any,
     ) -> None:
-        super().__init__(samples, cfg, normalization, **kw)
+        super().__init__(samples, normalization, **kw)
+        self.label_layer, self.label_query, self.road_width_m = label_layer, label_query, road_width_m
         self._labels: dict[tuple[Path, str], Any] = {}
         self._stretch: dict[Path, Any] = {}  # per scene, as predict computes it
 
@@ -514,38 +542,38 @@ class GeoWindowDataset(RoadDataset):
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                df = gpd.read_file(s.label, layer=self.cfg.label_layer)
-            if self.cfg.label_query:
-                df = df.query(self.cfg.label_query)
+                df = gpd.read_file(s.label, layer=self.label_layer)
+            if self.label_query:
+                df = df.query(self.label_query)
             df = df[df.geometry.notna()]
-            self._labels[key] = road_shapes(df, crs, self.cfg.road_width_m)
+            self._labels[key] = road_shapes(df, crs, self.road_width_m)
         return self._labels[key]
 
-    def load(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def read(self, image: int, window: Window | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from rasterio.features import rasterize
-        from rasterio.windows import Window
+        from rasterio.windows import Window as RioWindow
         from rasterio.windows import transform as window_transform
 
         from roadseg.io.raster import SceneReader, open_raster, select_bands
 
-        s = self.samples[index % len(self.samples)]
+        s = self.samples[image]
         with open_raster(s.image) as ds:
-            size = self.cfg.crop_size
-            h, w = min(size, ds.height), min(size, ds.width)
-            r = int(rng.integers(0, ds.height - h + 1))
-            c = int(rng.integers(0, ds.width - w + 1))
-            win = Window(c, r, w, h)
+            if window is None:
+                win = RioWindow(0, 0, ds.width, ds.height)
+            else:  # the part inside the scene
+                h, w = min(window.height, ds.height - window.row), min(window.width, ds.width - window.col)
+                win = RioWindow(window.col, window.row, w, h)
             reader = SceneReader(
-                ds, select_bands(ds.count, self.cfg.bands, 3, str(s.image)), self._stretch.get(s.image)
+                ds, select_bands(ds.count, self.bands, 3, str(s.image)), self._stretch.get(s.image)
             )
             self._stretch[s.image] = reader.stretch
-            image = reader.read_window(win).transpose(1, 2, 0)
+            pixels = reader.read_window(win).transpose(1, 2, 0)
             valid = (ds.dataset_mask(window=win) > 0).astype(np.uint8)
             shapes = self._vectors(s, ds.crs)
             mask = rasterize(
                 [(g, 1) for g in shapes if not g.is_empty],
-                out_shape=(h, w),
+                out_shape=(int(win.height), int(win.width)),
                 transform=window_transform(win, ds.transform),
                 dtype="uint8",
             )
-        return np.ascontiguousarray(image), mask, valid
+        return np.ascontiguousarray(pixels), mask, valid

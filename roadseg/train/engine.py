@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +14,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from roadseg.errors import RoadsegError
 from roadseg.evaluate.pixel import Confusion
+from roadseg.train.dataset import SampleSet
 from roadseg.train.losses import bce_dice_loss
-from roadseg.train.run import Run, SkipSampler
+from roadseg.train.run import Run
+from roadseg.train.samplers import Draws, SkipSampler
 
 
 class TrainingDiverged(RoadsegError):
@@ -43,20 +45,18 @@ def train_epoch(
     step)`` is called every ``checkpoint_every`` steps, and the epoch stops early at the
     step where ``out_of_time()`` says so."""
     cfg, device = run.cfg, run.device
-    run.train_ds.set_epoch(epoch)
-    run.sampler.set_epoch(epoch)
+    run.order.set_epoch(epoch)
     skip = run.start_step if epoch == run.start_epoch else 0
-    loader = DataLoader(
-        run.train_ds, sampler=SkipSampler(run.sampler, skip * cfg.batch_size), **run.loader_kw
-    )
+    draws = Draws(run.train.plan, SkipSampler(run.order, skip * cfg.batch_size), epoch)
+    loader = DataLoader(run.train.dataset, sampler=draws, **run.loader_kw)
     run.net.train()
     t0 = time.perf_counter()
     loss_sum = torch.zeros(2, device=device)  # (sum of losses, batches)
     images, step = 0, skip
-    for x, y, v in loader:
+    for batch in loader:
         if step >= run.steps_per_epoch:
             break
-        x, y, v = (t.to(device, non_blocking=True) for t in (x, y, v))
+        x, y, v = (batch[k].to(device, non_blocking=True) for k in ("image", "mask", "valid"))
         if run.use_cl:
             x = x.contiguous(memory_format=torch.channels_last)
         with run.amp_ctx:
@@ -104,19 +104,23 @@ def train_epoch(
     )
 
 
-def validate(net: nn.Module, ds: Any, run: Run) -> dict[str, float]:
+def validate(net: nn.Module, data: SampleSet, run: Run) -> dict[str, float]:
     """Loss, IoU and F1 over whole validation images (summed over images, as DeepGlobe scores)."""
     cfg, device, di = run.cfg, run.device, run.di
     net.eval()
-    sampler: DistributedSampler[Any] | None = (
-        DistributedSampler(ds, num_replicas=di.world, rank=di.rank, shuffle=False) if di.world > 1 else None
+    order: Iterable[int] = (
+        DistributedSampler(data.plan, num_replicas=di.world, rank=di.rank, shuffle=False)  # type: ignore[arg-type]
+        if di.world > 1
+        else range(len(data))
     )
     # whole images of any size: one per batch
-    loader = DataLoader(ds, batch_size=1, sampler=sampler, num_workers=cfg.data.num_workers)
+    loader = DataLoader(
+        data.dataset, batch_size=1, sampler=Draws(data.plan, order), num_workers=cfg.data.num_workers
+    )
     totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss sum, batches, tp, fp, fn
     with torch.inference_mode():
-        for x, y, v in loader:
-            x, y, v = (t.to(device) for t in (x, y, v))
+        for batch in loader:
+            x, y, v = (batch[k].to(device) for k in ("image", "mask", "valid"))
             with run.amp_ctx:
                 logits = net(x)
             loss = bce_dice_loss(

@@ -158,8 +158,8 @@ def _end_of_epoch(run: Run, epoch: int, res: Any) -> dict[str, Any]:
     """Validate, step a plateau schedule, keep best.pt and last.pt; the log row."""
     cfg = run.cfg
     val = (
-        validate(run.ema.model if run.ema is not None else run.net, run.val_ds, run)
-        if run.val_ds is not None
+        validate(run.ema.model if run.ema is not None else run.net, run.val, run)
+        if run.val is not None
         else {}
     )
     if cfg.optim.schedule == "plateau":

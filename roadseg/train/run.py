@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DistributedSampler, Sampler
+from torch.utils.data import DistributedSampler
 
 from roadseg.checkpoint import load_model, read_checkpoint
 from roadseg.config import TrainConfig, config_from_dict, to_dict
@@ -26,7 +25,8 @@ from roadseg.errors import InputError
 from roadseg.io.paths import check_creatable, check_output_path, check_run_folder
 from roadseg.models import RoadModel, create_model
 from roadseg.normalization import IMAGENET, OFFICIAL_DLINKNET, Normalization
-from roadseg.train.dataset import build_datasets, discover
+from roadseg.train.dataset import SampleSet, build_datasets, discover
+from roadseg.train.samplers import EpochPermutation
 from roadseg.train.state import Ema, seed_all, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -62,38 +62,6 @@ def init_distributed(device_name: str) -> DistInfo:
     return DistInfo(rank=dist.get_rank(), local_rank=local, world=dist.get_world_size())
 
 
-class SkipSampler(Sampler[int]):
-    """Yields a base sampler's indices from position ``start`` on (mid-epoch resume)."""
-
-    def __init__(self, base: Sampler[int], start: int) -> None:
-        self.base, self.start = base, start
-
-    def __iter__(self) -> Iterator[int]:
-        for i, idx in enumerate(self.base):
-            if i >= self.start:
-                yield idx
-
-    def __len__(self) -> int:
-        return max(0, len(self.base) - self.start)  # type: ignore[arg-type]
-
-
-class EpochPermutation(Sampler[int]):
-    """A seeded permutation per epoch (single process)."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
 @dataclass
 class Run:
     """Everything a training run works with; the counters move as it trains."""
@@ -111,9 +79,9 @@ class Run:
     scaler: torch.amp.GradScaler
     amp_ctx: Any
     use_cl: bool
-    train_ds: Any
-    val_ds: Any
-    sampler: Any
+    train: SampleSet
+    val: SampleSet | None
+    order: Any  # the index order of an epoch: EpochPermutation, or DistributedSampler across ranks
     loader_kw: dict[str, Any]
     steps_per_epoch: int
     start_epoch: int = 0
@@ -202,12 +170,10 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool) -> Run:
         kwargs["encoder_weights"] = cfg.model.encoder_weights
     model = create_model(cfg.model.arch, **kwargs)
     norm = _normalization(cfg, model)
-    train_ds, val_ds = build_datasets(cfg.data, norm, cfg.seed)
     divisor = model.size_divisor
     if cfg.data.crop_size % divisor:
         raise InputError(f"data.crop_size {cfg.data.crop_size} must be a multiple of {divisor}")
-    if val_ds is not None:
-        val_ds.pad_multiple = divisor
+    train, val = build_datasets(cfg.data, norm, cfg.seed, pad_multiple=divisor)
     if state is not None:  # with EMA, state_dict holds the average and train_state the raw weights
         model.load_state_dict(state["train_state"].get("raw_state_dict", state["state_dict"]))
     elif cfg.model.init_checkpoint is not None:
@@ -215,13 +181,17 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool) -> Run:
     model, net, ema, use_cl = _place(model, cfg, di, device, state)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     dtype = amp_dtype(device, cfg.amp)
-    if di.world > 1:
-        sampler: Any = DistributedSampler(
-            train_ds, num_replicas=di.world, rank=di.rank, shuffle=True, seed=cfg.seed
+    if di.world > 1:  # DistributedSampler needs only len(): the plan's
+        order: Any = DistributedSampler(
+            train.plan,  # type: ignore[arg-type]
+            num_replicas=di.world,
+            rank=di.rank,
+            shuffle=True,
+            seed=cfg.seed,
         )
     else:
-        sampler = EpochPermutation(len(train_ds), cfg.seed)
-    drop_last = len(train_ds) // di.world >= cfg.batch_size
+        order = EpochPermutation(len(train), cfg.seed)
+    drop_last = len(train) // di.world >= cfg.batch_size
     loader_kw = {
         "batch_size": cfg.batch_size,
         "num_workers": cfg.data.num_workers,
@@ -229,27 +199,27 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool) -> Run:
         "drop_last": drop_last,
         "persistent_workers": False,
     }
-    steps = len(sampler) // cfg.batch_size if drop_last else math.ceil(len(sampler) / cfg.batch_size)
+    steps = len(order) // cfg.batch_size if drop_last else math.ceil(len(order) / cfg.batch_size)
     steps = min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
     run = Run(
-        cfg,
-        run_dir,
-        di,
-        device,
-        model,
-        net,
-        ema,
-        norm,
-        opt,
-        _scheduler(cfg, opt, steps),
-        torch.amp.GradScaler("cuda", enabled=dtype == torch.float16),
-        autocast(device, dtype),
-        use_cl,
-        train_ds,
-        val_ds,
-        sampler,
-        loader_kw,
-        steps,
+        cfg=cfg,
+        run_dir=run_dir,
+        di=di,
+        device=device,
+        model=model,
+        net=net,
+        ema=ema,
+        norm=norm,
+        opt=opt,
+        sched=_scheduler(cfg, opt, steps),
+        scaler=torch.amp.GradScaler("cuda", enabled=dtype == torch.float16),
+        amp_ctx=autocast(device, dtype),
+        use_cl=use_cl,
+        train=train,
+        val=val,
+        order=order,
+        loader_kw=loader_kw,
+        steps_per_epoch=steps,
     )
     if state is not None:  # after the scheduler is built: its constructor sets the lr
         ts = state["train_state"]

@@ -1,0 +1,80 @@
+"""Plans draw every random choice of a sample; datasets only read what a draw names."""
+
+import pickle
+
+import pytest
+import torch
+from test_train import _road_folder, make_deepglobe
+from torch.utils.data import DataLoader
+
+from roadseg.config import load_config
+from roadseg.errors import InputError
+from roadseg.normalization import IMAGENET
+from roadseg.train.dataset import build_datasets
+from roadseg.train.samplers import Draws, EpochPermutation, SkipSampler
+
+
+def _multi(tmp_path):
+    a = _road_folder(tmp_path / "a", 3, 96, 6, seed=1)
+    b = _road_folder(tmp_path / "b", 3, 64, 4, seed=2)
+    sets = [
+        (
+            f"data.sources=[{{root: {a}, gsd_m: 0.5, weight: 2, val_ids: [t0]}}, "
+            f"{{root: {b}, gsd_m: 1.0, gsd_range: [0.7, 1.4], val_ids: [t0]}}]"
+        ),
+        "data.gsd_m=1.0",
+        "data.crop_size=32",
+        "data.samples_per_epoch=12",
+        "data.scale_jitter=1.2",
+    ]
+    return build_datasets(load_config(None, sets).data, IMAGENET, seed=7)
+
+
+def test_a_draw_is_a_pure_function_of_epoch_and_index(tmp_path):
+    train, _ = _multi(tmp_path)
+    forward = [train.plan.draw(2, i) for i in range(12)]
+    backward = [train.plan.draw(2, i) for i in reversed(range(12))][::-1]
+    assert forward == backward  # asked in any order, in any process: the same draws
+    assert forward != [train.plan.draw(3, i) for i in range(12)]  # a new epoch draws anew
+    assert pickle.loads(pickle.dumps(forward)) == forward  # they travel to loader workers
+    for i in (0, 5):  # the same draw read twice: the same sample
+        a, b = train.sample(i, epoch=2), train.sample(i, epoch=2)
+        assert all(torch.equal(a[k], b[k]) for k in ("image", "mask", "valid"))
+
+
+@pytest.mark.parametrize("kind", ["single", "multi"])
+def test_loader_workers_give_the_batches_one_process_gives(tmp_path, kind):
+    if kind == "single":
+        cfg = load_config(None, [f"data.root={make_deepglobe(tmp_path / 'dg', n=6)}", "data.crop_size=32"])
+        train, _ = build_datasets(cfg.data, IMAGENET, seed=3)
+    else:
+        train, _ = _multi(tmp_path)
+
+    def batches(workers: int, start: int) -> list[dict]:
+        order = EpochPermutation(len(train), seed=3)
+        order.set_epoch(1)
+        draws = Draws(train.plan, SkipSampler(order, start), epoch=1)
+        return list(DataLoader(train.dataset, sampler=draws, batch_size=2, num_workers=workers))
+
+    one, two = batches(0, 0), batches(2, 0)
+    assert len(one) == len(two) >= 2
+    for a, b in zip(one, two, strict=True):
+        assert a["id"] == b["id"] and a["source"] == b["source"]
+        assert all(torch.equal(a[k], b[k]) for k in ("image", "mask", "valid"))
+    resumed = batches(0, 2)  # a resume skips the first batch's indices: the rest are identical
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(one[1:], resumed, strict=True))
+
+
+def test_geotiff_sources_are_refused_with_the_way_out(tmp_path):
+    from affine import Affine
+    from conftest import road_image, write_raster
+
+    root = tmp_path / "geo"
+    root.mkdir()
+    write_raster(
+        root / "s.tif", road_image(64, 64), crs="EPSG:32633", transform=Affine(0.5, 0, 5e5, 0, -0.5, 4e6)
+    )
+    (root / "s.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    sets = [f"data.sources=[{{root: {root}, gsd_m: 0.5}}]", "data.gsd_m=0.5", "data.crop_size=32"]
+    with pytest.raises(InputError, match=r"data.sources\[0\] .* GeoTIFFs with road vectors.*data.root"):
+        build_datasets(load_config(None, sets).data, IMAGENET, seed=0)

@@ -71,6 +71,12 @@ def main() -> None:
     (args.out / f"{args.what}.json").write_text(json.dumps(result, indent=1))
 
 
+def _f1(curve: RelaxedCurve, level: int) -> float:
+    """Relaxed F1 of ``prob >= level / 255``."""
+    p, r = curve.at(level)
+    return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+
 def validation(args: argparse.Namespace) -> dict:
     """Relaxed breakeven of the validation images at each model GSD, and the cost per km²."""
     from dataclasses import replace
@@ -116,11 +122,16 @@ def validation(args: argparse.Namespace) -> dict:
                     p.numpy() >= info.threshold, y[0].numpy() > 0.5, v[0].numpy() > 0.5
                 )
         mpx_s = pixels / seconds / 1e6
+        pooled_level = int(np.ceil(curves["all"].breakeven_threshold() * 255))
         out[f"{gsd:g}"] = {
             **{f"breakeven_{k}": round(c.breakeven(), 4) for k, c in curves.items()},
             **{f"threshold_{k}": round(c.breakeven_threshold(), 4) for k, c in curves.items()},
             **{f"iou_{k}_at_{info.threshold:g}": round(c.iou, 4) for k, c in pixel_iou.items()},
             "breakeven_threshold": round(curves["all"].breakeven_threshold(), 4),
+            # the cost of one operating point: relaxed F1 at the pooled breakeven threshold
+            # against the best F1 each source reaches at a threshold of its own
+            **{f"f1_{k}_at_pooled": round(_f1(c, pooled_level), 4) for k, c in curves.items()},
+            **{f"f1_{k}_best": round(max(_f1(c, lv) for lv in range(1, 256)), 4) for k, c in curves.items()},
             "relax_px": relax,
             "mpx_per_s": round(mpx_s, 3),  # with --tta, whole images
             "cpu_s_per_km2": round(1e6 / gsd**2 / (mpx_s * 1e6), 1),

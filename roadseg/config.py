@@ -143,6 +143,10 @@ class OptimConfig:
     ema_decay: float = 0.0
     bce_weight: float = 1.0
     dice_weight: float = 1.0
+    #: soft Dice over the whole batch ("batch", the official code) or per image and averaged
+    #: over the images that hold road ("image"): with sources of different road density, a
+    #: sparse source's roads then weigh as much as a dense one's.
+    dice: Literal["batch", "image"] = "batch"
 
 
 @dataclass(frozen=True)

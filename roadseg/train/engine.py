@@ -65,7 +65,14 @@ def train_epoch(
         heads = out if isinstance(out, list) else [out]
         loss = torch.stack(
             [
-                bce_dice_loss(o, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight)
+                bce_dice_loss(
+                    o,
+                    y,
+                    v,
+                    bce_weight=cfg.optim.bce_weight,
+                    dice_weight=cfg.optim.dice_weight,
+                    per_image=cfg.optim.dice == "image",
+                )
                 for o in heads
             ]
         ).mean()
@@ -124,7 +131,12 @@ def validate(net: nn.Module, data: SampleSet, run: Run) -> dict[str, float]:
             with run.amp_ctx:
                 logits = net(x)
             loss = bce_dice_loss(
-                logits, y, v, bce_weight=cfg.optim.bce_weight, dice_weight=cfg.optim.dice_weight
+                logits,
+                y,
+                v,
+                bce_weight=cfg.optim.bce_weight,
+                dice_weight=cfg.optim.dice_weight,
+                per_image=cfg.optim.dice == "image",
             )
             c = Confusion()
             c.update(

@@ -7,6 +7,8 @@ Messages say what was found, what was expected and how to fix it.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RoadsegError(Exception):
     """Root of all roadseg errors."""
@@ -26,3 +28,12 @@ class ConfigError(InputError):
 
 class WeightsUnavailableError(RoadsegError):
     """Pretrained encoder weights could not be obtained (typically offline)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during training after a checkpoint was written: the run folder is kept
+    on purpose (``--resume`` continues it), so "no partial output" would be untrue."""
+
+    def __init__(self, run_dir: Any) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir

@@ -475,6 +475,27 @@ def test_train_cli_and_resume(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "bad").exists()
 
 
+def test_ctrl_c_in_training_says_what_was_kept(tmp_path, capsys, monkeypatch):
+    """Interrupted before its first checkpoint a run leaves nothing; after one, its folder stays
+    on purpose and the line says how to continue it (not "no partial output")."""
+    data = make_deepglobe(tmp_path / "dg", n=9)  # 8 training samples, batch 2: 4 steps per epoch
+    base = ["--data", str(data), "--set", "model.arch=unet", "--set", "model.encoder_weights=null"]
+    base += ["--set", "model.kwargs={depth: 1, base_channels: 4}", "--crop-size", "64", "--batch-size", "2"]
+    base += ["--set", "data.num_workers=0", "--set", "checkpoint_every=2", "--epochs", "2", "-q"]
+    monkeypatch.setattr(engine_mod, "bce_dice_loss", _interrupted_at_call(2))  # before step 2's checkpoint
+    assert main(["train", "--out", str(tmp_path / "early"), *base]) == 130
+    assert "no partial output was left behind" in capsys.readouterr().err
+    assert not (tmp_path / "early").exists()
+    monkeypatch.setattr(engine_mod, "bce_dice_loss", _interrupted_at_call(4))  # after it
+    assert main(["train", "--out", str(tmp_path / "kept"), *base]) == 130
+    err = capsys.readouterr().err
+    assert f"continue it with roadseg train --resume {tmp_path / 'kept'}" in err and "no partial" not in err
+    assert (tmp_path / "kept" / "last.pt").is_file()
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(tmp_path / "kept"), "-q"]) == 0
+    assert [r["epoch"] for r in _rows(tmp_path / "kept")] == ["1", "2"]
+
+
 @pytest.mark.heavy  # two processes, about 20 s
 def test_ddp_two_gloo_processes(tmp_path):
     data = make_deepglobe(tmp_path / "dg", n=9)

@@ -55,6 +55,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def _interrupted() -> int:
     text, code = (TERMINATED, 143) if STATE.get("terminated") else (INTERRUPTED, 130)
+    if STATE.get("kept"):  # a training run keeps its last checkpoint for --resume
+        text = text.replace("no partial output was left behind", STATE["kept"])
     if json_mode():
         return error_line(text.removeprefix("error: "), code)
     print(text, file=sys.stderr)
@@ -63,7 +65,7 @@ def _interrupted() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map errors to one-line messages and exit codes."""
-    STATE.update(terminated=False, verbose=False, root_verbose=False, root_quiet=False)
+    STATE.update(terminated=False, verbose=False, root_verbose=False, root_quiet=False, kept=None)
     from roadseg import progress
 
     progress.set_mode("bar")  # until the --progress option is read

@@ -84,7 +84,13 @@ app = typer.Typer(
     add_completion=False,
 )
 
-STATE = {"verbose": False, "terminated": False, "root_verbose": False, "root_quiet": False}
+STATE: dict[str, Any] = {
+    "verbose": False,
+    "terminated": False,
+    "root_verbose": False,
+    "root_quiet": False,
+    "kept": None,
+}
 
 
 def _version(value: bool) -> None:

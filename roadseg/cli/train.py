@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from roadseg.cli._app import Quiet, Verbose, app, echo, need_torch, path_arg, setup
+from roadseg.cli._app import STATE, Quiet, Verbose, app, echo, need_torch, path_arg, setup
+from roadseg.errors import RunInterrupted
 
 
 @app.command("train")
@@ -44,25 +45,32 @@ def train_cmd(
     need_torch("train", "roadseg[torch]")
     config_path, data_path = path_arg(config, "--config"), path_arg(data, "--data")
     out_path, resume_path = path_arg(out, "--out"), path_arg(resume, "--resume")
-    from roadseg.train.loop import TrainRequest, train
+    from roadseg.train.loop import TrainRequest
+    from roadseg.train.loop import train as _train
 
-    run_dir, row = train(
-        TrainRequest(
-            config=config_path,
-            out=out_path,
-            resume=resume_path,
-            overwrite=overwrite,
-            overrides=tuple(set_ or ()),
-            flags={
-                "data.root": data_path,
-                "epochs": epochs,
-                "batch_size": batch_size,
-                "data.crop_size": crop_size,
-                "device": device,
-                "max_minutes": max_minutes,
-            },
-        ),
-        progress=not quiet,
-    )
+    try:
+        run_dir, row = _train(
+            TrainRequest(
+                config=config_path,
+                out=out_path,
+                resume=resume_path,
+                overwrite=overwrite,
+                overrides=tuple(set_ or ()),
+                flags={
+                    "data.root": data_path,
+                    "epochs": epochs,
+                    "batch_size": batch_size,
+                    "data.crop_size": crop_size,
+                    "device": device,
+                    "max_minutes": max_minutes,
+                },
+            ),
+            progress=not quiet,
+        )
+    except RunInterrupted as exc:  # the CLI's Ctrl-C line says where the kept run is
+        STATE["kept"] = (
+            f"the run is kept at its last checkpoint: continue it with roadseg train --resume {exc.run_dir}"
+        )
+        raise
     if not quiet and row:
         echo(f"run folder {run_dir}: last.pt, best.pt, log.csv")

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from roadseg.config import TrainConfig, save_config
-from roadseg.errors import InputError
+from roadseg.errors import InputError, RunInterrupted
 from roadseg.progress import bar as progress_bar
 from roadseg.train.engine import TrainingDiverged, train_epoch, validate
 from roadseg.train.run import Run, build_run, check_run_dir
@@ -140,9 +140,11 @@ def fit(
             row = _end_of_epoch(run, epoch, res)
             logger.write(row)
             _tensorboard_row(tb, row)
-    except BaseException:
+    except BaseException as exc:
         if fresh and not (run_dir / "last.pt").exists():
             _discard_run(run_dir, created)
+        elif isinstance(exc, KeyboardInterrupt) and not isinstance(exc, RunInterrupted):
+            raise RunInterrupted(run_dir) from exc  # kept at its last checkpoint, on purpose
         raise
     finally:
         logger.close()

@@ -33,6 +33,14 @@ class EpochResult:
     timed_out: bool
 
 
+def _loss(cfg: Any, logits: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The configured training loss (``optim``: BCE and Dice weights, batch or per-image Dice)."""
+    o = cfg.optim
+    return bce_dice_loss(
+        logits, y, v, bce_weight=o.bce_weight, dice_weight=o.dice_weight, per_image=o.dice == "image"
+    )
+
+
 def train_epoch(
     run: Run,
     epoch: int,
@@ -63,19 +71,7 @@ def train_epoch(
             out = run.net(x)
         # deep supervision (UNet++): the mean of every head's loss, as the paper trains
         heads = out if isinstance(out, list) else [out]
-        loss = torch.stack(
-            [
-                bce_dice_loss(
-                    o,
-                    y,
-                    v,
-                    bce_weight=cfg.optim.bce_weight,
-                    dice_weight=cfg.optim.dice_weight,
-                    per_image=cfg.optim.dice == "image",
-                )
-                for o in heads
-            ]
-        ).mean()
+        loss = torch.stack([_loss(cfg, o, y, v) for o in heads]).mean()
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last good "
@@ -130,14 +126,7 @@ def validate(net: nn.Module, data: SampleSet, run: Run) -> dict[str, float]:
             x, y, v = (batch[k].to(device) for k in ("image", "mask", "valid"))
             with run.amp_ctx:
                 logits = net(x)
-            loss = bce_dice_loss(
-                logits,
-                y,
-                v,
-                bce_weight=cfg.optim.bce_weight,
-                dice_weight=cfg.optim.dice_weight,
-                per_image=cfg.optim.dice == "image",
-            )
+            loss = _loss(cfg, logits, y, v)
             c = Confusion()
             c.update(
                 (torch.sigmoid(logits.float()) >= cfg.threshold).cpu().numpy(),

@@ -32,8 +32,7 @@ for _module in ("predict", "vectorize", "conflate", "evaluate", "train", "info")
     importlib.import_module(f"roadseg.cli.{_module}")
 
 
-INTERRUPTED = "interrupted; no partial output was left behind"
-TERMINATED = "terminated (SIGTERM); no partial output was left behind"
+NOTHING_LEFT = "no partial output was left behind"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -54,9 +53,9 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _interrupted() -> int:
-    text, code = (TERMINATED, 143) if STATE.get("terminated") else (INTERRUPTED, 130)
-    if STATE.get("kept"):  # a training run keeps its last checkpoint for --resume
-        text = text.replace("no partial output was left behind", STATE["kept"])
+    cause, code = ("terminated (SIGTERM)", 143) if STATE.get("terminated") else ("interrupted", 130)
+    # a training run keeps its last checkpoint for --resume; everything else leaves nothing
+    text = f"{cause}; {STATE.get('kept') or NOTHING_LEFT}"
     if json_mode():
         return error_line(text.removeprefix("error: "), code)
     print(text, file=sys.stderr)

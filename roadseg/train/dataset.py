@@ -244,8 +244,12 @@ class RoadDataset(Dataset):
         transform: A.Compose | None = None,
         pad_multiple: int = 32,
         cache_mb: float = 0.0,
+        label_tolerance_px: float = 0.0,
     ) -> None:
         self.samples, self.norm, self.name = samples, normalization, name
+        #: training crops: background within this many output pixels of a road label is not
+        #: scored (``SourceConfig.label_tolerance_m``); validation ignores it
+        self.label_tolerance_px = label_tolerance_px
         self.bands, self.mask_threshold, self.invalid_rule = bands, mask_threshold, invalid_rule
         self.colours, self.transform, self.pad_multiple = colours, transform, pad_multiple
         #: decoded-image cache budget in bytes (0: decode every time)
@@ -313,6 +317,7 @@ class RoadDataset(Dataset):
             image, mask, valid = resample(image, mask, valid, draw.size, draw.size)
             if self.transform is not None:
                 image, mask, valid = augment(self.transform, image, mask, valid, draw.seed)
+            valid = tolerance_band(mask, valid, self.label_tolerance_px)
         else:  # validation: as predict sees a scene, at the model's GSD, padding unlabelled
             h, w = mask.shape
             size = max(1, round(h * draw.scale)), max(1, round(w * draw.scale))
@@ -339,6 +344,19 @@ class RoadDataset(Dataset):
             if valid.mean() >= 0.5:
                 break
         return image, mask, valid
+
+
+def tolerance_band(mask: np.ndarray, valid: np.ndarray, radius_px: float) -> np.ndarray:
+    """``valid`` with the background within ``radius_px`` (a disc) of a road pixel made invalid:
+    a misplaced label's true road is then neither rewarded nor punished."""
+    r = int(round(radius_px))
+    if r < 1 or not mask.any():
+        return valid
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    near = cv2.dilate(mask.astype(np.uint8), disc).astype(bool) & (mask == 0)
+    out = valid.copy()
+    out[near] = 0
+    return out
 
 
 def _pad_to(
@@ -475,7 +493,14 @@ def _multi_source(
             "pad_multiple": pad_multiple,
         }
         train_parts.append(
-            RoadDataset(train_s, normalization, transform=transform, cache_mb=cfg.cache_mb * share, **common)
+            RoadDataset(
+                train_s,
+                normalization,
+                transform=transform,
+                cache_mb=cfg.cache_mb * share,
+                label_tolerance_px=src.label_tolerance_m / gsd_m,  # at the crop's nominal GSD
+                **common,
+            )
         )
         if val_s:
             val_parts.append(RoadDataset(val_s, normalization, **common))

@@ -78,3 +78,54 @@ def test_geotiff_sources_are_refused_with_the_way_out(tmp_path):
     sets = [f"data.sources=[{{root: {root}, gsd_m: 0.5}}]", "data.gsd_m=0.5", "data.crop_size=32"]
     with pytest.raises(InputError, match=r"data.sources\[0\] .* GeoTIFFs with road vectors.*data.root"):
         build_datasets(load_config(None, sets).data, IMAGENET, seed=0)
+
+
+def test_tolerance_band_leaves_out_background_near_roads_only():
+    import numpy as np
+
+    from roadseg.train.dataset import tolerance_band
+
+    mask = np.zeros((21, 21), np.uint8)
+    mask[9:12, :] = 1  # a road 3 px wide
+    valid = np.ones_like(mask)
+    valid[0, 0] = 0  # already unlabelled: stays so
+    out = tolerance_band(mask, valid, 2.4)  # rounds to 2 px
+    rows = out[:, 10]
+    assert rows.tolist() == [1] * 7 + [0, 0] + [1, 1, 1] + [0, 0] + [1] * 7
+    assert out[0, 0] == 0 and valid[7, 10] == 1  # the input is not changed in place
+    assert tolerance_band(mask, valid, 0.4) is valid  # under half a pixel: off
+    assert tolerance_band(np.zeros_like(mask), valid, 3) is valid  # no road: nothing near one
+
+
+def test_label_tolerance_applies_to_training_crops_of_its_source_only(tmp_path):
+    a = _road_folder(tmp_path / "a", 3, 96, 6, seed=1)
+    sets = [
+        f"data.sources=[{{root: {a}, gsd_m: 1.0, val_ids: [t0], label_tolerance_m: TOL}}]",
+        "data.gsd_m=1.0",
+        "data.crop_size=64",
+        "data.samples_per_epoch=6",
+    ]
+
+    def samples(tol: float) -> tuple[list[dict], dict]:
+        cfg = load_config(None, [sets[0].replace("TOL", str(tol)), *sets[1:]])
+        train, val = build_datasets(cfg.data, IMAGENET, seed=7)
+        assert val is not None
+        return [train.sample(i) for i in range(6)], val.sample(0)
+
+    plain, plain_val = samples(0.0)
+    tolerant, tolerant_val = samples(3.0)
+    left_out = 0
+    for p, t in zip(plain, tolerant, strict=True):
+        assert torch.equal(p["image"], t["image"]) and torch.equal(p["mask"], t["mask"])
+        near = (p["valid"] == 1) & (t["valid"] == 0)
+        assert not bool((near & (p["mask"] == 1)).any())  # road pixels always count
+        left_out += int(near.sum())
+    assert left_out > 0  # background beside the roads was left out
+    assert torch.equal(plain_val["valid"], tolerant_val["valid"])  # validation scores every pixel
+
+
+def test_a_negative_label_tolerance_is_refused():
+    from roadseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.sources\[0\].label_tolerance_m.*>= 0 metres"):
+        load_config(None, ["data.sources=[{root: x, gsd_m: 1.0, label_tolerance_m: -1}]", "data.gsd_m=1.0"])

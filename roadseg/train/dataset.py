@@ -349,7 +349,7 @@ class RoadDataset(Dataset):
 def tolerance_band(mask: np.ndarray, valid: np.ndarray, radius_px: float) -> np.ndarray:
     """``valid`` with the background within ``radius_px`` (a disc) of a road pixel made invalid:
     a misplaced label's true road is then neither rewarded nor punished."""
-    r = int(round(radius_px))
+    r = round(radius_px)
     if r < 1 or not mask.any():
         return valid
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))

@@ -99,6 +99,9 @@ class DataConfig:
     mask_threshold: int = 128
     #: "none", or "white": pixels white in all bands are no-data (Massachusetts Roads tiles).
     invalid_rule: Literal["none", "white"] = "none"
+    #: metres (needs gsd_m): background this close to a road label is left out of the training
+    #: loss, as ``SourceConfig.label_tolerance_m`` (e.g. OSM lines buffered to road_width_m).
+    label_tolerance_m: float = 0.0
     #: GeoTIFF + vector labels: road lines are buffered to this width (metres).
     road_width_m: float = 6.0
     #: GeoTIFF + vector labels: layer to read and a pandas query selecting road features.
@@ -298,8 +301,23 @@ def _check_numbers(cfg: TrainConfig) -> None:
 
 
 def _check_sources(data: DataConfig) -> None:
+    tol = data.label_tolerance_m
+    if not (math.isfinite(tol) and tol >= 0):
+        raise ConfigError(
+            f"config key 'data.label_tolerance_m': {tol} must be >= 0 metres (0: every pixel counts)"
+        )
+    if tol > 0 and not data.sources and data.gsd_m is None:
+        raise ConfigError(
+            "config key 'data.label_tolerance_m': a tolerance in metres needs data.gsd_m, the "
+            "data's ground sample distance (e.g. data.gsd_m=0.5)"
+        )
     if not data.sources:
         return
+    if tol > 0:
+        raise ConfigError(
+            "config key 'data.label_tolerance_m': with data.sources, give each source its own "
+            "(data.sources[i].label_tolerance_m): label styles differ by source"
+        )
     if data.gsd_m is None or not data.gsd_m > 0:
         raise ConfigError("config key 'data.gsd_m': data.sources need the model's GSD in metres (e.g. 1.0)")
     if not data.scale_jitter >= 1:

@@ -129,3 +129,22 @@ def test_a_negative_label_tolerance_is_refused():
 
     with pytest.raises(ConfigError, match=r"data.sources\[0\].label_tolerance_m.*>= 0 metres"):
         load_config(None, ["data.sources=[{root: x, gsd_m: 1.0, label_tolerance_m: -1}]", "data.gsd_m=1.0"])
+
+
+def test_label_tolerance_of_a_single_dataset_and_where_it_is_refused(tmp_path):
+    from roadseg.errors import ConfigError
+
+    root = make_deepglobe(tmp_path / "dg", n=4)
+    base = [f"data.root={root}", "data.crop_size=32", "data.val_fraction=0"]
+    plain, _ = build_datasets(load_config(None, base).data, IMAGENET, seed=3)
+    tolerant, _ = build_datasets(
+        load_config(None, [*base, "data.label_tolerance_m=1.0", "data.gsd_m=0.5"]).data, IMAGENET, seed=3
+    )
+    a, b = plain.sample(0), tolerant.sample(0)
+    assert torch.equal(a["mask"], b["mask"]) and int((a["valid"] - b["valid"]).sum()) > 0
+    with pytest.raises(ConfigError, match=r"data.label_tolerance_m.*needs data.gsd_m"):
+        load_config(None, [*base, "data.label_tolerance_m=1.0", "data.gsd_m=null"])
+    with pytest.raises(ConfigError, match=r"data.label_tolerance_m.*each source its own"):
+        load_config(
+            None, ["data.sources=[{root: x, gsd_m: 1.0}]", "data.gsd_m=1.0", "data.label_tolerance_m=2"]
+        )

@@ -443,7 +443,15 @@ def build_datasets(
         common.update(label_layer=cfg.label_layer, label_query=cfg.label_query, road_width_m=cfg.road_width_m)
     kind: type[RoadDataset] = GeoWindowDataset if layout == "geotiff" else RoadDataset
     cache_mb = cfg.cache_mb if cfg.samples_per_image > 1 else 0.0
-    train_ds = kind(train_s, normalization, transform=transform, cache_mb=cache_mb, **common)
+    tolerance_px = cfg.label_tolerance_m / cfg.gsd_m if cfg.gsd_m else 0.0  # gsd_m: checked by the config
+    train_ds = kind(
+        train_s,
+        normalization,
+        transform=transform,
+        cache_mb=cache_mb,
+        label_tolerance_px=tolerance_px,
+        **common,
+    )
     shapes = [train_ds.shape(j) for j in range(len(train_s))]
     train = SampleSet(train_ds, RandomCrops(shapes, cfg.crop_size, seed, per_image=cfg.samples_per_image))
     if not val_s:

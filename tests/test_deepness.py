@@ -131,7 +131,7 @@ def test_deepness_runs_the_default_export(tmp_path, deepness_python, projected_p
         f"Deepness vs roadseg predict --tta none: IoU {iou:.3f}, road {theirs.mean():.3f} vs {ours_mask.mean():.3f}"
     )
     assert theirs.mean() > 0.02
-    assert iou >= 0.74  # measured: 0.813 with v2, 0.772 with v3 (wider, softer road edges)
+    assert iou >= 0.74  # measured: 0.813 with v2, 0.772 with v3, 0.762 with v3.1 (wider, softer road edges)
 
 
 if __name__ == "__main__":  # pragma: no cover

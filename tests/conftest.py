@@ -147,7 +147,8 @@ def _restore_logging():
 
 def kill_a_writer(holds, killed: list, stop) -> None:
     """Kill (SIGKILL) the first child process seen holding open a file whose path ``holds(path)``
-    accepts (a worker mid-write); its pid goes to ``killed``. Run on a thread until ``stop``."""
+    accepts (a worker mid-write); ``(pid, path)`` goes to ``killed``. Run on a thread until
+    ``stop``."""
     import os
     import signal
     import time
@@ -158,9 +159,10 @@ def kill_a_writer(holds, killed: list, stop) -> None:
     while not stop.is_set() and not killed:
         for child in me.children(recursive=True):
             try:
-                if any(holds(f.path) for f in child.open_files()):
+                held = [f.path for f in child.open_files() if holds(f.path)]
+                if held:
                     os.kill(child.pid, signal.SIGKILL)
-                    killed.append(child.pid)
+                    killed.append((child.pid, held[0]))
                     return
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue

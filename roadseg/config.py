@@ -281,6 +281,7 @@ _RULES: list[tuple[str, Any, str]] = [
     ("data.cache_mb", lambda v: v >= 0, ">= 0"),
     ("data.road_width_m", lambda v: v > 0, "> 0 metres"),
     ("data.mask_threshold", lambda v: 1 <= v <= 255, "in 1..255"),
+    ("data.label_tolerance_m", lambda v: v >= 0, ">= 0 metres (0: every pixel counts)"),
     ("optim.lr", lambda v: v >= 0, ">= 0 (0 keeps the weights as they are)"),
     ("optim.min_lr", lambda v: v >= 0, ">= 0"),
     ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
@@ -300,14 +301,8 @@ def _check_numbers(cfg: TrainConfig) -> None:
             raise ConfigError(f"config key '{key}': {node!r} is not valid; expected {expected}")
 
 
-def _check_tolerance(key: str, metres: float) -> None:
-    if not (math.isfinite(metres) and metres >= 0):
-        raise ConfigError(f"config key '{key}': {metres} must be >= 0 metres (0: every pixel counts)")
-
-
 def _check_sources(data: DataConfig) -> None:
     tol = data.label_tolerance_m
-    _check_tolerance("data.label_tolerance_m", tol)
     if tol > 0 and not data.sources and data.gsd_m is None:
         raise ConfigError(
             "config key 'data.label_tolerance_m': a tolerance in metres needs data.gsd_m, the "
@@ -338,7 +333,11 @@ def _check_sources(data: DataConfig) -> None:
             raise ConfigError(f"config key '{key}.gsd_m': give the GSD of '{src.root}' in metres (e.g. 0.5)")
         if not src.weight > 0:
             raise ConfigError(f"config key '{key}.weight': {src.weight} must be > 0")
-        _check_tolerance(f"{key}.label_tolerance_m", src.label_tolerance_m)
+        if not (math.isfinite(src.label_tolerance_m) and src.label_tolerance_m >= 0):
+            raise ConfigError(
+                f"config key '{key}.label_tolerance_m': {src.label_tolerance_m!r} is not valid; "
+                "expected >= 0 metres (0: every pixel counts)"
+            )
         if src.gsd_range is not None:
             lo_hi = src.gsd_range
             if len(lo_hi) != 2 or not 0 < lo_hi[0] <= src.gsd_m <= lo_hi[1] or not math.isfinite(lo_hi[1]):
